@@ -1,0 +1,21 @@
+"""cloudlab: a tiny OpenStack-style cloud of real parts on one Linux machine, for teaching.
+
+Start here::
+
+    import cloudlab as cl
+    lab = cl.Lab(cl.AllInOne())
+"""
+
+from .check import Checklist, check
+from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
+                     NotFound, QuotaExceeded, ResourceTimeout)
+from .lab import Lab
+from .topology import AllInOne, ThreeNode, Topology, TwoNode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Lab", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist",
+    "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
+    "MissingPrerequisite", "QuotaExceeded",
+]

@@ -1,0 +1,115 @@
+"""The one entry object: ``Lab`` turns a topology into running services.
+
+    import cloudlab as cl
+    with cl.Lab(cl.AllInOne()) as lab:
+        server = lab.compute.create_server("web1", image="cirros-like", flavor="m1.tiny")
+        lab.object_store.url
+
+Services are named as OpenStack names them (``compute``, ``image``,
+``block_storage``, ``object_store``, ``shared_file_system``, ``ntp``) and start on
+first use, so a lab that only teaches object storage never needs a hypervisor.
+``stop()`` stops every service this lab started and removes what it created.
+"""
+
+import importlib
+import threading
+
+from . import config
+from .errors import CloudlabError, InvalidInput
+from .topology import AllInOne, Topology
+
+# attribute -> "module:Class"; imported on first use so that a missing optional
+# dependency of one service (libvirt, say) never breaks the others.
+SERVICES = {
+    "host": "cloudlab.host:LabHost",
+    "image": "cloudlab.image:ImageService",
+    "compute": "cloudlab.compute:Compute",
+    "object_store": "cloudlab.object_store:ObjectStore",
+    "ntp": "cloudlab.ntp:TimeService",
+}
+
+
+class Lab:
+    """A running (or startable) lab built from a topology.
+
+    Args:
+        topology: a :class:`~cloudlab.topology.Topology`; all-in-one by default.
+        name: short name of this lab; part of every resource name it creates.
+    """
+
+    def __init__(self, topology=None, name="lab"):
+        if topology is None:
+            topology = AllInOne()
+        if not isinstance(topology, Topology):
+            raise InvalidInput(f"Lab() needs a topology such as cl.AllInOne(), not {topology!r}")
+        if not name.replace("-", "").isalnum() or not name[0].isalpha() or len(name) > 20:
+            raise InvalidInput(f"lab name {name!r} is not usable",
+                               fix="use up to 20 letters, digits and dashes, starting with a letter")
+        self.topology = topology
+        self.name = name
+        self._services = {}
+        self._lock = threading.RLock()
+        self.started = False
+
+    @property
+    def prefix(self):
+        """Prefix of every resource this lab creates, e.g. ``cloudlab-lab-``."""
+        return f"{config.prefix()}{self.name}-"
+
+    @property
+    def home(self):
+        """Directory for this lab's state (disks, sockets, logs)."""
+        path = config.home() / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def service(self, attribute):
+        """The service object for ``attribute`` (see ``SERVICES``), started on first use."""
+        with self._lock:
+            if attribute not in self._services:
+                if attribute not in SERVICES:
+                    raise InvalidInput(f"the lab has no service {attribute!r}",
+                                       fix=f"use one of {', '.join(sorted(SERVICES))}")
+                module_name, class_name = SERVICES[attribute].split(":")
+                cls = getattr(importlib.import_module(module_name), class_name)
+                svc = cls(self)
+                svc.start()
+                self._services[attribute] = svc
+                self.started = True
+            return self._services[attribute]
+
+    def __getattr__(self, attribute):
+        # only called for attributes not found normally: the lazily started services
+        if attribute in SERVICES:
+            return self.service(attribute)
+        raise AttributeError(attribute)
+
+    def start(self):
+        """Start the lab; services start on first use, so this only marks it started."""
+        self.home  # noqa: B018 - creates the state directory
+        self.started = True
+        return self
+
+    def stop(self):
+        """Stop every service this lab started, newest first, removing what they created."""
+        errors = []
+        with self._lock:
+            for attribute in reversed(list(self._services)):
+                try:
+                    self._services.pop(attribute).stop()
+                except CloudlabError as exc:
+                    errors.append(f"{attribute}: {exc}")
+            self.started = False
+        if errors:
+            raise CloudlabError("some services did not stop cleanly: " + "; ".join(errors))
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def __repr__(self):
+        running = ", ".join(self._services) or "nothing yet"
+        return f"<Lab {self.name!r} {self.topology.name}: {running}>"
