@@ -45,6 +45,7 @@ class Lab:
         if not name.replace("-", "").isalnum() or not name[0].isalpha() or len(name) > 20:
             raise InvalidInput(f"lab name {name!r} is not usable",
                                fix="use up to 20 letters, digits and dashes, starting with a letter")
+        topology.validate()
         self.topology = topology
         self.name = name
         self._services = {}

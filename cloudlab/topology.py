@@ -41,7 +41,6 @@ class Topology:
     def __post_init__(self):
         if not self.nodes:
             self.build()
-        self.validate()
 
     def build(self):
         """Add this layout's nodes; the base class adds none."""
@@ -59,7 +58,7 @@ class Topology:
         return node
 
     def validate(self):
-        """Check that every role is played by some node."""
+        """Check that every role is played by some node; ``Lab`` calls this before using a layout."""
         for role in ROLES:
             if not self.nodes_with(role):
                 raise InvalidInput(f"the {self.name} layout has no {role} node",
