@@ -338,6 +338,18 @@ class ObjectReader:
         self._pos += len(data)
         return data
 
+    def restrict(self, offset, length):
+        """Read only ``length`` bytes from ``offset`` (before reading starts), e.g. for a Range request.
+
+        Raises:
+            InvalidInput: the range is not inside the object.
+        """
+        if offset < 0 or length < 0 or offset + length > self.info.size:
+            raise InvalidInput(f"range {offset}+{length} is outside an object of {self.info.size} bytes")
+        self.offset = self._pos = offset
+        self.length = length
+        self._end = offset + length
+
     async def read(self):
         """Read the rest of the range into one bytes object."""
         return b"".join([chunk async for chunk in self])

@@ -1,0 +1,249 @@
+"""The object store's HTTP server: one aiohttp application, two APIs over one store.
+
+Every request goes through :func:`dispatch`, which reads the raw request path
+itself (so that ``%2F``, ``..`` and ``%00`` in names reach the API exactly as the
+client sent them) and picks the view:
+
+* ``/auth/v1.0`` and ``/info``: TempAuth login and capabilities (Swift view);
+* ``/v1/<account>/...``: the Swift API (``swift.py``);
+* anything else signed the AWS way (``Authorization: AWS4-HMAC-SHA256 ...`` or
+  ``X-Amz-*`` in the query): the S3 view, ``cloudlab.object_store.s3.handle(request,
+  store, users)``, when that module is present; 501 otherwise.
+
+:class:`ObjectStoreServer` runs the application either in a background thread with
+its own event loop (for a lab or a test) or in the foreground until SIGTERM/SIGINT
+(``python -m cloudlab object-store``).  No access log is written unless asked for:
+formatting one line per request costs more than a small GET.
+"""
+
+import asyncio
+import importlib
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from ..errors import CloudlabError, InvalidInput, ResourceTimeout
+from .auth import Users
+from .storage import Store
+from .swift import SwiftAPI, SwiftError, error_response
+
+STORE_KEY = web.AppKey("store", Store)
+USERS_KEY = web.AppKey("users", Users)
+
+
+def trans_id():
+    """A Swift-style transaction id: ``tx`` + 21 random hex digits + ``-`` + hex time."""
+    return f"tx{secrets.token_hex(11)[:21]}-{int(time.time()):010x}"
+
+
+def _s3_handler():
+    """``cloudlab.object_store.s3.handle`` if the S3 view is installed, else None."""
+    try:
+        module = importlib.import_module("cloudlab.object_store.s3")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cloudlab.object_store.s3":
+            raise       # the S3 module exists but is broken: say so rather than hide it
+        return None
+    return getattr(module, "handle", None)
+
+
+def is_s3_request(request):
+    """True when the request is signed the AWS way (header or presigned query)."""
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("AWS4-HMAC-SHA256") or auth.startswith("AWS "):
+        return True
+    return "X-Amz-Signature" in request.query or "X-Amz-Credential" in request.query
+
+
+def split_path(raw_path):
+    """Decode a raw request path into its segments: ``(version, account, container, object)``.
+
+    At most four parts; the object part keeps its slashes.
+    Raises:
+        SwiftError: 412 when the path is not valid UTF-8 or contains NUL (as Swift answers).
+    """
+    path = raw_path.split("?", 1)[0]
+    try:
+        path = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise SwiftError(412, "Invalid UTF8 or contains NULL") from None
+    if "\x00" in path:
+        raise SwiftError(412, "Invalid UTF8 or contains NULL")
+    return path.lstrip("/").split("/", 3)
+
+
+def make_app(store, users, s3_handler=None):
+    """The aiohttp application serving ``store`` to ``users`` through the Swift and S3 views.
+
+    Args:
+        store: a :class:`~cloudlab.object_store.storage.Store`.
+        users: a :class:`~cloudlab.object_store.auth.Users`.
+        s3_handler: coroutine ``(request, store, users) -> response`` for S3 requests;
+            found in ``cloudlab.object_store.s3`` when not given.
+    """
+    swift = SwiftAPI(store, users)
+    s3 = s3_handler or _s3_handler()
+
+    async def dispatch(request):
+        tx = trans_id()
+        try:
+            if is_s3_request(request) and not request.raw_path.startswith(("/v1/", "/auth/", "/info")):
+                if s3 is None:
+                    raise SwiftError(501, "the S3 view is not installed (cloudlab.object_store.s3)")
+                response = await s3(request, store, users)
+            else:
+                parts = split_path(request.raw_path)
+                head = parts[0]
+                if head in ("auth", "v1.0") and (head == "v1.0" or parts[1:2] in (["v1.0"], ["v1"])):
+                    response = await swift.auth(request)
+                elif head == "info" and len(parts) == 1:
+                    response = await swift.info(request)
+                elif head in ("v1", "v1.0"):
+                    response = await swift.handle(request, parts[1:])
+                else:
+                    raise SwiftError(404, "no such resource: Swift paths start with /v1/, /auth/v1.0 or /info")
+        except SwiftError as exc:
+            response = error_response(exc.status, exc.message, exc.headers)
+        except CloudlabError as exc:
+            response = error_response(400, exc.message)
+        response.headers["X-Trans-Id"] = tx
+        response.headers["X-Openstack-Request-Id"] = tx
+        return response
+
+    app = web.Application(client_max_size=2 << 20)
+    app[STORE_KEY] = store
+    app[USERS_KEY] = users
+    app.router.add_route("*", "/{path:.*}", dispatch)
+    return app
+
+
+class ObjectStoreServer:
+    """The object store as a running HTTP server.
+
+    Args:
+        root: directory holding the data (created if missing).
+        host: address to bind; loopback by default.
+        port: TCP port; 0 picks a free one.
+        users: mapping ``"account:user" -> key`` or a :class:`Users`; Swift's sample user by default.
+        access_log: write one log line per request to stderr (off: it costs time).
+    """
+
+    def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False):
+        self.root = os.path.abspath(os.fspath(root))
+        self.host = host
+        self.port = port
+        self.users = users if isinstance(users, Users) else Users(users)
+        self.access_log = access_log
+        self.store = None
+        self._loop = None
+        self._thread = None
+        self._runner = None
+        self._stopped = None
+
+    @property
+    def url(self):
+        """Base URL, e.g. ``http://127.0.0.1:8080``."""
+        return f"http://{self.host}:{self.port}"
+
+    def _socket(self):
+        try:
+            sock = socket.create_server((self.host, self.port), reuse_port=False, backlog=1024)
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                               fix="choose another --port (0 picks a free one)") from None
+        self.port = sock.getsockname()[1]
+        return sock
+
+    async def _start_site(self, sock):
+        try:
+            self.store = Store(self.root)
+        except OSError as exc:
+            raise InvalidInput(f"cannot use {self.root} as the store's root: {exc.strerror}",
+                               fix="pass a writable directory as --root") from None
+        app = make_app(self.store, self.users)
+        self._runner = web.AppRunner(app, access_log=web.access_logger if self.access_log else None,
+                                     handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _cleanup(self):
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            self.store.close()
+
+    def start(self, timeout=10):
+        """Start serving in a background thread; returns once the server listens.
+
+        Raises:
+            InvalidInput: the address is taken or the root is not writable.
+            ResourceTimeout: the server did not come up in ``timeout`` seconds.
+        """
+        sock = self._socket()
+        ready = threading.Event()
+        failure = []
+
+        def run():
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start_site(sock))
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            self._stopped = asyncio.Event()
+            ready.set()
+            loop.run_until_complete(self._stopped.wait())
+            loop.run_until_complete(self._cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="cloudlab-object-store", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise ResourceTimeout(f"the object store did not start within {timeout} s")
+        if failure:
+            sock.close()
+            raise failure[0]
+        return self
+
+    def stop(self, timeout=10):
+        """Stop the background server and wait for it."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def run(self, on_ready=None):
+        """Serve in the foreground until SIGTERM or SIGINT (the command line).
+
+        Args:
+            on_ready: called with this server once it listens (e.g. to print the URL).
+        """
+        sock = self._socket()
+
+        async def main():
+            await self._start_site(sock)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            if on_ready:
+                on_ready(self)
+            try:
+                await stop.wait()
+            finally:
+                await self._cleanup()
+
+        asyncio.run(main())

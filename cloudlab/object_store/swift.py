@@ -1,0 +1,594 @@
+"""The Swift API v1 view of the store: accounts, containers and objects as HTTP resources.
+
+Every resource is a URL and every operation an HTTP verb (REST)::
+
+    /v1/AUTH_test                    account    HEAD GET POST
+    /v1/AUTH_test/photos             container  PUT HEAD GET POST DELETE
+    /v1/AUTH_test/photos/cat.jpg     object     PUT GET HEAD POST DELETE COPY
+
+An object is "file + metadata": the body is the file, and headers carry the rest
+(``Content-Type``, ``ETag`` = MD5 of the body, ``X-Object-Meta-*`` set by the
+user, ``X-Timestamp`` and ``Last-Modified`` set by the store).  Containers and
+accounts carry ``X-Container-Meta-*`` / ``X-Account-Meta-*`` and their usage in
+``X-Container-Object-Count``, ``X-Account-Bytes-Used`` ...  Status codes follow
+OpenStack's Object Storage API reference: 201 created, 202 accepted, 204 no content,
+304/412 for conditional requests, 400/411/413/416/422 for bad requests, 401 without
+a valid token, 403 for another account, 404, 409 for a non-empty container.
+"""
+
+import email.utils
+import json
+import math
+import mimetypes
+import re
+import time
+from urllib.parse import unquote
+from xml.sax.saxutils import escape, quoteattr
+
+from aiohttp import web
+
+from .storage import (CHUNK, INLINE_READ, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME,
+                      ContainerNotEmpty, EtagMismatch, InvalidInput, NotFound, TooLarge)
+
+# Swift's default constraints (swift/common/constraints.py); /info publishes them
+LIMITS = {
+    "max_file_size": 5368709122,
+    "max_meta_name_length": 128,
+    "max_meta_value_length": 256,
+    "max_meta_count": 90,
+    "max_meta_overall_size": 4096,
+    "max_header_size": 8192,
+    "max_object_name_length": MAX_OBJECT_NAME,
+    "container_listing_limit": 10000,
+    "account_listing_limit": 10000,
+    "max_account_name_length": MAX_ACCOUNT_NAME,
+    "max_container_name_length": MAX_CONTAINER_NAME,
+    "extra_header_count": 0,
+}
+# object headers kept with the object besides metadata (Swift's allowed_headers default)
+KEPT_HEADERS = ("content-disposition", "content-encoding", "content-language", "cache-control",
+                "expires", "x-robots-tag", "x-delete-at", "x-object-manifest")
+SMALL_BODY = 1 << 20        # bodies up to this size are read whole, then written in one step
+RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def info():
+    """The body of ``GET /info``: the capabilities and limits of this Swift-compatible store."""
+    return {"swift": dict(LIMITS, version="cloudlab-1", strict_cors_mode=True,
+                          policies=[{"name": "Policy-0", "default": True}],
+                          allow_account_management=False, account_autocreate=True,
+                          valid_api_versions=["v1", "v1.0"]),
+            "tempauth": {"account_acls": False}}
+
+
+def x_timestamp(ts):
+    """Swift's ``X-Timestamp`` form: seconds since the epoch with 5 decimals."""
+    return f"{ts:016.05f}"
+
+
+def http_date(ts):
+    """``Last-Modified`` form of a timestamp; Swift rounds up to the next whole second."""
+    return email.utils.formatdate(math.ceil(ts), usegmt=True)
+
+
+def iso_time(ts):
+    """Listing form of a timestamp, e.g. ``2024-01-02T03:04:05.123456``."""
+    whole = int(ts)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((ts - whole) * 1e6):06d}"
+
+
+class SwiftError(Exception):
+    """An HTTP error answer of the Swift view: status and a short explanation."""
+
+    def __init__(self, status, message, headers=None):
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        super().__init__(message)
+
+
+def error_response(status, message, headers=None):
+    """A plain-text error response as Swift sends them (``<reason>: <detail>``)."""
+    reason = web.Response(status=status).reason
+    body = f"{reason}: {message}\n" if message else f"{reason}\n"
+    return web.Response(status=status, text=body if status not in (204, 304) else None,
+                        headers=headers)
+
+
+def _metadata(request, kind, limits=LIMITS):
+    """Collect ``X-<kind>-Meta-*`` (and ``X-Remove-<kind>-Meta-*``) headers; checks Swift's limits.
+
+    Returns a dict of lower-case names to values ("" for removals).
+    Raises SwiftError 400 when a name or value or the total is too large.
+    """
+    prefix = f"x-{kind}-meta-"
+    remove = f"x-remove-{kind}-meta-"
+    meta = {}
+    size = 0
+    for key, value in request.headers.items():
+        lk = key.lower()
+        if lk.startswith(prefix):
+            name = lk[len(prefix):]
+        elif lk.startswith(remove):
+            name, value = lk[len(remove):], ""
+        else:
+            continue
+        if not name:
+            raise SwiftError(400, "Metadata name cannot be empty")
+        if len(name.encode()) > limits["max_meta_name_length"]:
+            raise SwiftError(400, f"Metadata name too long; max {limits['max_meta_name_length']}: {name}")
+        if len(value.encode()) > limits["max_meta_value_length"]:
+            raise SwiftError(400, f"Metadata value longer than {limits['max_meta_value_length']}: {name}")
+        meta[name] = value
+        size += len(name.encode()) + len(value.encode())
+    if len(meta) > limits["max_meta_count"]:
+        raise SwiftError(400, f"Too many metadata items; max {limits['max_meta_count']}")
+    if size > limits["max_meta_overall_size"]:
+        raise SwiftError(400, f"Total metadata too large; max {limits['max_meta_overall_size']}")
+    return meta
+
+
+def _meta_headers(kind, metadata):
+    return {f"X-{kind.title()}-Meta-{k.title()}": v for k, v in metadata.items()}
+
+
+def _listing_params(request, max_limit):
+    q = request.query
+    limit = max_limit
+    given = q.get("limit")
+    if given is not None and given.isdigit():
+        limit = int(given)
+        if limit > max_limit:
+            raise SwiftError(412, f"Maximum limit is {max_limit}")
+    delimiter = q.get("delimiter") or None
+    if delimiter and (len(delimiter) > 1 or ord(delimiter) > 254):
+        raise SwiftError(412, "Bad delimiter")
+    prefix = q.get("prefix", "")
+    path = q.get("path")
+    if path is not None:
+        # the old "path" query: the direct children of a pseudo-directory
+        prefix, delimiter = (path.rstrip("/") + "/" if path else ""), "/"
+    for name, value in (("prefix", prefix), ("marker", q.get("marker")), ("end_marker", q.get("end_marker"))):
+        if value and "\x00" in value:
+            raise SwiftError(412, f"{name} contains a NUL character")
+    return dict(prefix=prefix, delimiter=delimiter, marker=q.get("marker") or None,
+                end_marker=q.get("end_marker") or None, limit=limit)
+
+
+def _out_format(request):
+    fmt = request.query.get("format", "").lower()
+    if fmt in ("json", "xml", "plain"):
+        return fmt
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept:
+        return "json"
+    if "application/xml" in accept or "text/xml" in accept:
+        return "xml"
+    return "plain"
+
+
+def _listing_response(request, fmt, kind, name, entries, headers):
+    """Render an account or container listing as text, JSON or XML."""
+    if fmt == "json":
+        items = []
+        for e in entries:
+            if e.subdir:
+                items.append({"subdir": e.name})
+            elif kind == "account":
+                items.append({"name": e.name, "count": e.count, "bytes": e.size,
+                              "last_modified": iso_time(e.timestamp)})
+            else:
+                items.append({"name": e.name, "hash": e.etag, "bytes": e.size,
+                              "content_type": e.content_type, "last_modified": iso_time(e.timestamp)})
+        return web.Response(status=200, body=json.dumps(items).encode(), headers=headers,
+                            content_type="application/json", charset="utf-8")
+    if fmt == "xml":
+        tag = "container" if kind == "account" else "object"
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>', f"<{kind} name={quoteattr(name)}>"]
+        for e in entries:
+            if e.subdir:
+                parts.append(f"<subdir name={quoteattr(e.name)}><name>{escape(e.name)}</name></subdir>")
+            elif kind == "account":
+                parts.append(f"<{tag}><name>{escape(e.name)}</name><count>{e.count}</count>"
+                             f"<bytes>{e.size}</bytes><last_modified>{iso_time(e.timestamp)}"
+                             f"</last_modified></{tag}>")
+            else:
+                parts.append(f"<{tag}><name>{escape(e.name)}</name><hash>{e.etag}</hash>"
+                             f"<bytes>{e.size}</bytes><content_type>{escape(e.content_type)}"
+                             f"</content_type><last_modified>{iso_time(e.timestamp)}</last_modified></{tag}>")
+        parts.append(f"</{kind}>")
+        return web.Response(status=200, text="\n".join(parts) + "\n", headers=headers,
+                            content_type="application/xml", charset="utf-8")
+    if not entries:
+        return web.Response(status=204, headers=headers, content_type="text/plain", charset="utf-8")
+    text = "".join(e.name + "\n" for e in entries)
+    return web.Response(status=200, text=text, headers=headers, content_type="text/plain", charset="utf-8")
+
+
+class SwiftAPI:
+    """Request handlers of the Swift view over a :class:`~cloudlab.object_store.storage.Store`.
+
+    Args:
+        store: the storage core.
+        users: the :class:`~cloudlab.object_store.auth.Users` that may log in.
+    """
+
+    def __init__(self, store, users):
+        self.store = store
+        self.users = users
+
+    # ---- auth and info -------------------------------------------------------------
+
+    async def auth(self, request):
+        """``GET /auth/v1.0``: trade ``X-Auth-User``/``X-Auth-Key`` for a token and storage URL."""
+        if request.method not in ("GET", "HEAD"):
+            raise SwiftError(405, "use GET to authenticate", {"Allow": "GET, HEAD"})
+        h = request.headers
+        login = h.get("X-Auth-User") or h.get("X-Storage-User")
+        key = h.get("X-Auth-Key") or h.get("X-Storage-Pass")
+        if not login or key is None:
+            raise SwiftError(401, "send X-Auth-User (account:user) and X-Auth-Key")
+        user = self.users.authenticate(login, key)
+        if user is None:
+            raise SwiftError(401, f"unknown user or wrong key for {login!r}")
+        token, ttl = self.users.issue_token(user)
+        url = f"{request.scheme}://{request.host}/v1/{user.storage_account}"
+        return web.Response(status=200, headers={
+            "X-Storage-Url": url, "X-Auth-Token": token, "X-Storage-Token": token,
+            "X-Auth-Token-Expires": str(ttl)}, content_type="text/plain", charset="utf-8")
+
+    async def info(self, request):
+        """``GET /info``: capabilities and limits; public, no token needed."""
+        if request.method not in ("GET", "HEAD"):
+            raise SwiftError(405, "use GET /info", {"Allow": "GET, HEAD"})
+        return web.json_response(info())
+
+    def authorize(self, request, account):
+        """Check the request's token against ``account``; raises SwiftError 401 or 403."""
+        token = request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token")
+        if not token:
+            raise SwiftError(401, "send X-Auth-Token (get one from GET /auth/v1.0)")
+        allowed = self.users.account_for_token(token)
+        if allowed is None:
+            raise SwiftError(401, "the token is unknown or has expired; authenticate again")
+        if allowed != account:
+            raise SwiftError(403, f"the token is for account {allowed}, not {account}")
+
+    # ---- dispatch ------------------------------------------------------------------
+
+    async def handle(self, request, parts):
+        """Serve ``/v1/<account>[/<container>[/<object>]]``; ``parts`` is the decoded split path."""
+        account = parts[0] if parts else ""
+        if not account:
+            raise SwiftError(400, "the path needs an account: /v1/<account>")
+        self.authorize(request, account)
+        if len(account.encode()) > MAX_ACCOUNT_NAME:
+            raise SwiftError(400, f"Account name length of {len(account.encode())} longer than {MAX_ACCOUNT_NAME}")
+        container = parts[1] if len(parts) > 1 else ""
+        obj = parts[2] if len(parts) > 2 else ""
+        method = request.method
+        if obj:
+            handler = getattr(self, f"object_{method.lower()}", None)
+            args = (account, container, obj)
+        elif container:
+            handler = getattr(self, f"container_{method.lower()}", None)
+            args = (account, container)
+        else:
+            handler = getattr(self, f"account_{method.lower()}", None)
+            args = (account,)
+        if handler is None:
+            raise SwiftError(405, f"{method} is not allowed here")
+        if container and len(container.encode()) > MAX_CONTAINER_NAME:
+            raise SwiftError(400, f"Container name length of {len(container.encode())} longer than "
+                                  f"{MAX_CONTAINER_NAME}")
+        if obj and len(obj.encode()) > MAX_OBJECT_NAME:
+            raise SwiftError(400, f"Object name length of {len(obj.encode())} longer than {MAX_OBJECT_NAME}")
+        try:
+            return await handler(request, *args)
+        except NotFound as exc:
+            raise SwiftError(404, exc.message) from None
+        except ContainerNotEmpty as exc:
+            raise SwiftError(409, exc.message) from None
+        except EtagMismatch as exc:
+            raise SwiftError(422, exc.message) from None
+        except TooLarge as exc:
+            raise SwiftError(413, exc.message) from None
+        except InvalidInput as exc:
+            raise SwiftError(400, exc.message) from None
+
+    # ---- account -------------------------------------------------------------------
+
+    async def _account_headers(self, account):
+        a = await self.store.account_info(account)
+        headers = {"X-Account-Container-Count": str(a.container_count),
+                   "X-Account-Object-Count": str(a.object_count),
+                   "X-Account-Bytes-Used": str(a.bytes_used),
+                   "X-Timestamp": x_timestamp(a.timestamp)}
+        headers.update(_meta_headers("account", a.metadata))
+        return headers
+
+    async def account_head(self, request, account):
+        """HEAD account: usage and metadata, 204."""
+        return web.Response(status=204, headers=await self._account_headers(account),
+                            content_type="text/plain", charset="utf-8")
+
+    async def account_get(self, request, account):
+        """GET account: the container listing (text, json or xml)."""
+        params = _listing_params(request, LIMITS["account_listing_limit"])
+        headers = await self._account_headers(account)
+        entries = await self.store.list_containers(account, **params)
+        return _listing_response(request, _out_format(request), "account", account, entries, headers)
+
+    async def account_post(self, request, account):
+        """POST account: set or remove ``X-Account-Meta-*``, 204."""
+        await self.store.update_account_metadata(account, _metadata(request, "account"))
+        return web.Response(status=204)
+
+    # ---- container -----------------------------------------------------------------
+
+    async def _container_headers(self, account, container):
+        c = await self.store.container_info(account, container)
+        headers = {"X-Container-Object-Count": str(c.object_count),
+                   "X-Container-Bytes-Used": str(c.bytes_used),
+                   "X-Timestamp": x_timestamp(c.timestamp),
+                   "X-Storage-Policy": "Policy-0",
+                   "Last-Modified": http_date(c.last_modified)}
+        headers.update(_meta_headers("container", c.metadata))
+        return headers
+
+    async def container_put(self, request, account, container):
+        """PUT container: create it (201), or update its metadata if it exists (202)."""
+        created = await self.store.create_container(account, container, _metadata(request, "container"))
+        return web.Response(status=201 if created else 202)
+
+    async def container_head(self, request, account, container):
+        """HEAD container: usage and metadata, 204."""
+        return web.Response(status=204, headers=await self._container_headers(account, container),
+                            content_type="text/plain", charset="utf-8")
+
+    async def container_get(self, request, account, container):
+        """GET container: the object listing (text, json or xml)."""
+        params = _listing_params(request, LIMITS["container_listing_limit"])
+        headers = await self._container_headers(account, container)
+        entries = await self.store.list_objects(account, container, **params)
+        return _listing_response(request, _out_format(request), "container", container, entries, headers)
+
+    async def container_post(self, request, account, container):
+        """POST container: set or remove ``X-Container-Meta-*``, 204."""
+        await self.store.update_container_metadata(account, container, _metadata(request, "container"))
+        return web.Response(status=204)
+
+    async def container_delete(self, request, account, container):
+        """DELETE container: 204, or 409 while it holds objects."""
+        await self.store.delete_container(account, container)
+        return web.Response(status=204)
+
+    # ---- object --------------------------------------------------------------------
+
+    def _object_headers(self, info):
+        headers = {"ETag": info.etag, "Last-Modified": http_date(info.timestamp),
+                   "X-Timestamp": x_timestamp(info.timestamp), "Accept-Ranges": "bytes",
+                   "Content-Type": info.content_type}
+        for k, v in info.headers.items():
+            headers[k.title()] = v
+        headers.update(_meta_headers("object", info.metadata))
+        return headers
+
+    @staticmethod
+    def _kept_headers(request):
+        return {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}
+
+    @staticmethod
+    def _content_type(request, name):
+        ctype = request.headers.get("Content-Type")
+        if not ctype or request.headers.get("X-Detect-Content-Type", "").lower() in ("true", "1", "yes"):
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return ctype
+
+    async def object_put(self, request, account, container, name):
+        """PUT object: store the body (201 with its ETag), or copy with ``X-Copy-From``."""
+        h = request.headers
+        meta = _metadata(request, "object")
+        if "X-Copy-From" in h:
+            if request.content_length not in (None, 0):
+                raise SwiftError(400, "a copy request (X-Copy-From) must have an empty body")
+            src_account = h.get("X-Copy-From-Account", account)
+            if src_account != account:
+                self.authorize(request, src_account)
+            src_container, src_name = _split_copy_path(h["X-Copy-From"], "X-Copy-From")
+            return await self._copy(request, src_account, src_container, src_name, account, container, name, meta)
+        chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
+        length = request.content_length
+        if length is None and not chunked:
+            raise SwiftError(411, "send Content-Length, or Transfer-Encoding: chunked")
+        if length is not None and length > LIMITS["max_file_size"]:
+            raise SwiftError(413, f"Your request is too large: {length} bytes; max_file_size is "
+                                  f"{LIMITS['max_file_size']}")
+        if h.get("If-None-Match") == "*":
+            try:
+                await self.store.head_object(account, container, name)
+            except NotFound:
+                pass
+            else:
+                raise SwiftError(412, "the object exists and If-None-Match: * was sent")
+        if any(v == "" for v in meta.values()):
+            meta = {k: v for k, v in meta.items() if v != ""}
+        kwargs = dict(content_type=self._content_type(request, name), metadata=meta,
+                      headers=self._kept_headers(request), expected_etag=h.get("ETag"))
+        if length is not None and length <= SMALL_BODY:
+            body = await request.read()
+        else:
+            body = request.content.iter_chunked(CHUNK)
+        stored = await self.store.put_object(account, container, name, body, **kwargs)
+        return web.Response(status=201, headers={"ETag": stored.etag,
+                                                 "Last-Modified": http_date(stored.timestamp),
+                                                 "X-Timestamp": x_timestamp(stored.timestamp)},
+                            content_type="text/html", charset="utf-8")
+
+    async def _copy(self, request, src_account, src_container, src_name, account, container, name, meta):
+        src = await self.store.head_object(src_account, src_container, src_name)
+        fresh = request.headers.get("X-Fresh-Metadata", "").lower() in ("true", "1", "yes")
+        merged = {} if fresh else dict(src.metadata)
+        for k, v in meta.items():
+            if v == "":
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        ctype = request.headers.get("Content-Type") if request.method == "COPY" or \
+            "Content-Type" in request.headers else None
+        kept = dict(src.headers)
+        kept.update(self._kept_headers(request))
+        stored = await self.store.copy_object(src_account, src_container, src_name, account, container, name,
+                                              metadata=merged, content_type=ctype, headers=kept)
+        return web.Response(status=201, headers={
+            "ETag": stored.etag, "Last-Modified": http_date(stored.timestamp),
+            "X-Timestamp": x_timestamp(stored.timestamp),
+            "X-Copied-From": f"{src_container}/{src_name}",
+            "X-Copied-From-Account": src_account,
+            "X-Copied-From-Last-Modified": http_date(src.timestamp)},
+            content_type="text/html", charset="utf-8")
+
+    async def object_copy(self, request, account, container, name):
+        """COPY object: copy to the ``Destination`` container/object (201)."""
+        dest = request.headers.get("Destination")
+        if not dest:
+            raise SwiftError(412, "COPY needs a Destination header: <container>/<object>")
+        dst_account = request.headers.get("Destination-Account", account)
+        if dst_account != account:
+            self.authorize(request, dst_account)
+        dst_container, dst_name = _split_copy_path(dest, "Destination")
+        meta = _metadata(request, "object")
+        return await self._copy(request, account, container, name, dst_account, dst_container, dst_name, meta)
+
+    def _conditions(self, request, info):
+        """Apply If-Match / If-None-Match / If-(Un)Modified-Since; returns a 304/412 response or None."""
+        h = request.headers
+        etag = info.etag
+        modified = math.ceil(info.timestamp)
+        if "If-Match" in h:
+            tags = [t.strip().strip('"') for t in h["If-Match"].split(",")]
+            if "*" not in tags and etag not in tags:
+                return web.Response(status=412, headers=self._conditional_headers(info))
+        elif "If-Unmodified-Since" in h:
+            since = _parse_date(h["If-Unmodified-Since"])
+            if since is not None and modified > since:
+                return web.Response(status=412, headers=self._conditional_headers(info))
+        if "If-None-Match" in h:
+            tags = [t.strip().strip('"') for t in h["If-None-Match"].split(",")]
+            if "*" in tags or etag in tags:
+                return web.Response(status=304, headers=self._conditional_headers(info))
+        elif "If-Modified-Since" in h:
+            since = _parse_date(h["If-Modified-Since"])
+            if since is not None and modified <= since:
+                return web.Response(status=304, headers=self._conditional_headers(info))
+        return None
+
+    @staticmethod
+    def _conditional_headers(info):
+        return {"ETag": info.etag, "Last-Modified": http_date(info.timestamp),
+                "X-Timestamp": x_timestamp(info.timestamp)}
+
+    async def object_head(self, request, account, container, name):
+        """HEAD object: its metadata as headers, no body."""
+        info = await self.store.head_object(account, container, name)
+        stop = self._conditions(request, info)
+        if stop is not None:
+            return stop
+        headers = self._object_headers(info)
+        headers["Content-Length"] = str(info.size)
+        return web.Response(status=200, headers=headers)
+
+    async def object_get(self, request, account, container, name):
+        """GET object: the body (or one byte range, 206) with its metadata as headers."""
+        reader = await self.store.get_object(account, container, name)
+        info = reader.info
+        try:
+            stop = self._conditions(request, info)
+            if stop is not None:
+                return stop
+            headers = self._object_headers(info)
+            status = 200
+            rng = _parse_range(request.headers.get("Range"), info.size) if "Range" in request.headers else None
+            if rng == "unsatisfiable":
+                return error_response(416, "Requested Range Not Satisfiable",
+                                      {"Content-Range": f"bytes */{info.size}"})
+            if rng is not None:
+                first, last = rng
+                reader.restrict(first, last - first + 1)
+                headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
+                status = 206
+            ctype = headers.pop("Content-Type")
+            if reader.length <= INLINE_READ:
+                body = await reader.read()
+                resp = web.Response(status=status, body=body, headers=headers)
+                resp.content_type = ctype.split(";")[0]
+                if "charset=" in ctype:
+                    resp.headers["Content-Type"] = ctype
+                return resp
+            headers["Content-Type"] = ctype
+            resp = web.StreamResponse(status=status, headers=headers)
+            resp.content_length = reader.length
+            await resp.prepare(request)
+            async for chunk in reader:
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            reader.close()
+
+    async def object_post(self, request, account, container, name):
+        """POST object: replace all of its ``X-Object-Meta-*`` (202)."""
+        meta = {k: v for k, v in _metadata(request, "object").items() if v != ""}
+        ctype = request.headers.get("Content-Type")
+        kept = self._kept_headers(request)
+        await self.store.set_object_metadata(account, container, name, meta, content_type=ctype,
+                                             headers=kept or None)
+        return web.Response(status=202, content_type="text/html", charset="utf-8")
+
+    async def object_delete(self, request, account, container, name):
+        """DELETE object: 204."""
+        await self.store.delete_object(account, container, name)
+        return web.Response(status=204, content_type="text/html", charset="utf-8")
+
+
+def _split_copy_path(value, header):
+    path = unquote(value).lstrip("/")
+    container, _, obj = path.partition("/")
+    if not container or not obj:
+        raise SwiftError(412, f"{header} must be <container>/<object>, not {value!r}")
+    return container, obj
+
+
+def _parse_date(value):
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.timestamp() if parsed.tzinfo else None
+
+
+def _parse_range(header, size):
+    """One HTTP byte range as inclusive ``(first, last)``, "unsatisfiable", or None (ignore it).
+
+    Several ranges, or a malformed header, are ignored (the whole object is sent),
+    as RFC 7233 allows; a well-formed range outside the object is unsatisfiable (416).
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    m = RANGE_RE.match(spec)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    start, end = m.group(1), m.group(2)
+    if start:
+        first = int(start)
+        last = int(end) if end else size - 1
+        if end and last < first:
+            return None
+        if first >= size:
+            return "unsatisfiable"
+        return first, min(last, size - 1)
+    suffix = int(end)
+    if suffix == 0 or size == 0:
+        return "unsatisfiable"
+    return max(0, size - suffix), size - 1
