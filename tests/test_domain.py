@@ -1,0 +1,143 @@
+"""Domain XML of every default flavor x device profile, compared with golden files.
+
+The golden files in tests/golden/ are what libvirt is given for each server
+shape.  After an intended change to cloudlab/domain.py, regenerate them and
+review the diff before committing:
+
+    CLOUDLAB_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/test_domain.py -o addopts=""
+    git diff tests/golden/
+"""
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from cloudlab import domain
+from cloudlab.agent import AGENT_CHANNEL, channel_xml
+from cloudlab.errors import InvalidInput
+from cloudlab.flavor import DEFAULT_FLAVORS, Flavor
+
+GOLDEN = Path(__file__).parent / "golden"
+REGEN = os.environ.get("CLOUDLAB_REGEN_GOLDEN") == "1"
+STATE = "/var/lib/cloudlab/lab/servers"
+
+
+def build(flavor, profile, domain_type="qemu", network="cloudlab-net", **extra):
+    """The domain of server 'web1' with fixed paths, as compute would build it."""
+    name = "cloudlab-lab-web1"
+    return domain.server_domain(
+        name, domain_type=domain_type, vcpus=flavor.vcpus, ram_mib=flavor.ram_mib, profile=profile,
+        kernel="/var/cache/cloudlab/images/busybox/vmlinux",
+        initrd="/var/cache/cloudlab/images/busybox/initrd.img",
+        cmdline="console=ttyS0 quiet cloudlab.hostname=web1",
+        disk=f"{STATE}/{name}.qcow2", disk_format="qcow2", console_log=f"{STATE}/{name}.log",
+        channel_xml=channel_xml(f"{STATE}/{name}.sock"), network=network,
+        uuid="6c3b1f0e-2c55-4a4e-9a51-3f0d6f2e8b10",
+        metadata={"lab": "lab", "name": "web1", "flavor": flavor.name}, **extra)
+
+
+@pytest.mark.parametrize("profile", sorted(domain.PROFILES))
+@pytest.mark.parametrize("flavor", DEFAULT_FLAVORS, ids=lambda f: f.name)
+def test_golden(flavor, profile):
+    xml = build(flavor, profile).to_xml()
+    path = GOLDEN / f"{flavor.name}-{profile}.xml"
+    if REGEN:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(xml)
+    assert path.exists(), f"missing golden file {path}; regenerate (see this module's docstring)"
+    assert xml == path.read_text()
+
+
+@pytest.mark.parametrize("flavor", DEFAULT_FLAVORS, ids=lambda f: f.name)
+def test_profiles_differ_in_devices_only(flavor):
+    virtio = ET.fromstring(build(flavor, "virtio").to_xml())
+    emulated = ET.fromstring(build(flavor, "emulated").to_xml())
+    assert virtio.find("os/type").get("machine") == "q35"
+    assert emulated.find("os/type").get("machine") == "pc"
+    assert virtio.find("devices/disk/target").attrib == {"dev": "vda", "bus": "virtio"}
+    assert emulated.find("devices/disk/target").attrib == {"dev": "hda", "bus": "ide"}
+    assert virtio.find("devices/interface/model").get("type") == "virtio"
+    assert emulated.find("devices/interface/model").get("type") == "e1000"
+    for root in (virtio, emulated):
+        assert root.find("memory").text == str(flavor.ram_mib)
+        assert root.find("memory").get("unit") == "MiB"
+        assert root.find("vcpu").text == str(flavor.vcpus)
+        # the agent channel is virtio-serial in both: it is how cloudlab reaches the guest
+        assert root.find("devices/channel/target").get("name") == AGENT_CHANNEL
+
+
+def test_direct_kernel_boot_and_console_file():
+    root = ET.fromstring(build(DEFAULT_FLAVORS[0], "virtio").to_xml())
+    assert root.find("os/kernel").text.endswith("/vmlinux")
+    assert root.find("os/initrd").text.endswith("/initrd.img")
+    assert "console=ttyS0" in root.find("os/cmdline").text
+    serial = root.find("devices/serial")
+    assert serial.get("type") == "file"
+    assert serial.find("source").get("path").endswith("cloudlab-lab-web1.log")
+    assert serial.find("source").get("append") == "off"
+    assert root.find("features/acpi") is not None
+
+
+def test_cpu_follows_domain_type():
+    flavor = DEFAULT_FLAVORS[0]
+    assert ET.fromstring(build(flavor, "virtio", "kvm").to_xml()).find("cpu").get("mode") == "host-passthrough"
+    assert ET.fromstring(build(flavor, "virtio", "qemu").to_xml()).find("cpu").get("mode") == "maximum"
+    assert ET.fromstring(build(flavor, "virtio", "test").to_xml()).find("cpu") is None
+
+
+def test_no_network_means_no_interface():
+    root = ET.fromstring(build(DEFAULT_FLAVORS[0], "virtio", network=None).to_xml())
+    assert root.find("devices/interface") is None
+    assert root.find("devices/disk") is not None
+
+
+def test_metadata_round_trip():
+    xml = build(DEFAULT_FLAVORS[1], "virtio").to_xml()
+    assert domain.read_metadata(xml) == {"lab": "lab", "name": "web1", "flavor": "m1.small"}
+    assert domain.read_metadata("<domain type='qemu'><name>x</name></domain>") == {}
+
+
+def test_resized_xml_changes_size_and_metadata_only():
+    xml = build(DEFAULT_FLAVORS[0], "virtio").to_xml()
+    bigger = domain.resized_xml(xml, 2, 512, metadata={"flavor": "m1.medium"})
+    before, after = ET.fromstring(xml), ET.fromstring(bigger)
+    assert after.find("vcpu").text == "2"
+    assert after.find("memory").text == "512" and after.find("currentMemory").text == "512"
+    assert domain.read_metadata(bigger)["flavor"] == "m1.medium"
+    assert after.find("uuid").text == before.find("uuid").text
+    assert ET.tostring(after.find("devices")) == ET.tostring(before.find("devices"))
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(InvalidInput) as err:
+        build(DEFAULT_FLAVORS[0], "paravirt")
+    assert "virtio" in err.value.fix and "emulated" in err.value.fix
+
+
+@pytest.mark.parametrize("vcpus, ram_mib", [(0, 128), (1, 0), (1, "128"), (True, 128)])
+def test_bad_sizes_rejected(vcpus, ram_mib):
+    with pytest.raises(InvalidInput):
+        domain.server_domain("n", domain_type="qemu", vcpus=vcpus, ram_mib=ram_mib, profile="virtio",
+                             kernel="k", initrd="i", cmdline="", disk="d", disk_format="qcow2",
+                             console_log="l", channel_xml=channel_xml("/s.sock"))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"name": "m1 tiny", "vcpus": 1, "ram_mib": 128, "disk_gib": 1},
+    {"name": "m1.x", "vcpus": 0, "ram_mib": 128, "disk_gib": 1},
+    {"name": "m1.x", "vcpus": 1, "ram_mib": -5, "disk_gib": 1},
+    {"name": "m1.x", "vcpus": 1, "ram_mib": 128, "disk_gib": 1.5},
+    {"name": "m1.x", "vcpus": True, "ram_mib": 128, "disk_gib": 1},
+])
+def test_bad_flavors_rejected(kwargs):
+    with pytest.raises(InvalidInput):
+        Flavor(**kwargs)
+
+
+def test_default_flavors_fit_ten_servers_on_a_small_host():
+    # the boot benchmark runs 10 servers at once on a 2-core, 24 GiB machine
+    tiny = DEFAULT_FLAVORS[0]
+    assert tiny.vcpus == 1 and 10 * tiny.ram_mib <= 2048
+    assert [f.name for f in DEFAULT_FLAVORS] == ["m1.tiny", "m1.small", "m1.medium"]
