@@ -20,7 +20,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from .agent import AGENT_CHANNEL
+from .agent import AGENT_CHANNEL, Agent
 from .errors import MissingPrerequisite, ResourceTimeout
 from .image import READY_MARKER
 
@@ -46,7 +46,96 @@ def qemu_version():
     return out.splitlines()[0] if out else "unknown"
 
 
-def raw_boot(image, accel="tcg", timeout=10.0, memory_mib=128, keep_console=None):
+class RawGuest:
+    """One guest under plain QEMU, with its console read live and its agent reachable.
+
+    Args:
+        image: an :class:`~cloudlab.image.Image`.
+        accel: ``tcg`` (emulation) or ``kvm``.
+        memory_mib: guest memory.
+    """
+
+    def __init__(self, image, accel="tcg", memory_mib=128):
+        self.image = image
+        self.accel = accel
+        self.memory_mib = memory_mib
+        self.console = deque(maxlen=200)
+        self.ready_after = None
+        self._ready = threading.Event()
+        self._proc = None
+        self._scratch = None
+
+    @property
+    def agent(self):
+        """An :class:`~cloudlab.agent.Agent` for this guest."""
+        return Agent(self._scratch / "agent.sock")
+
+    def start(self):
+        """Start QEMU; returns at once (see :meth:`wait_ready`)."""
+        self._scratch = Path(tempfile.mkdtemp(prefix="cloudlab-rawboot-"))
+        overlay = self._scratch / "disk.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", self.image.format,
+                        "-b", str(Path(self.image.disk).resolve()), str(overlay)], check=True)
+        args = [
+            qemu_binary(), "-nodefaults", "-no-user-config", "-display", "none",
+            "-machine", "q35", "-accel", self.accel, "-cpu", "max" if self.accel == "tcg" else "host",
+            "-m", str(self.memory_mib), "-smp", "1",
+            "-kernel", self.image.kernel, "-initrd", self.image.initrd, "-append", self.image.cmdline,
+            "-drive", f"file={overlay},format=qcow2,if=virtio",
+            "-device", "virtio-serial",
+            "-chardev", f"socket,id=agent,path={self._scratch / 'agent.sock'},server=on,wait=off",
+            "-device", f"virtserialport,chardev=agent,name={AGENT_CHANNEL}",
+            "-serial", "stdio", "-monitor", "none", "-nic", "none",
+        ]
+        started = time.monotonic()
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+
+        def reader():
+            for raw in self._proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                self.console.append(line)
+                if line.strip() == READY_MARKER and not self._ready.is_set():
+                    self.ready_after = time.monotonic() - started
+                    self._ready.set()
+
+        self._thread = threading.Thread(target=reader, daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        """Seconds from start to the ready marker.
+
+        Raises:
+            ResourceTimeout: no marker in time; the message shows the last console lines.
+        """
+        if not self._ready.wait(timeout):
+            shown = "\n".join(list(self.console)[-15:]) or "(nothing on the console)"
+            raise ResourceTimeout(f"raw QEMU boot ({self.accel}) printed no {READY_MARKER!r} within "
+                                  f"{timeout:g} s; last console lines:\n{shown}")
+        return self.ready_after
+
+    def stop(self):
+        """Kill our QEMU (by its PID) and remove its scratch folder."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._thread.join(2)
+            self._proc.stdout.close()
+            self._proc = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def raw_boot(image, accel="tcg", timeout=10.0, memory_mib=128):
     """Boot ``image`` with plain QEMU and return the seconds until its ready marker.
 
     Args:
@@ -54,57 +143,11 @@ def raw_boot(image, accel="tcg", timeout=10.0, memory_mib=128, keep_console=None
         accel: ``tcg`` (emulation) or ``kvm``.
         timeout: seconds to wait for the marker.
         memory_mib: guest memory.
-        keep_console: optional list that receives every console line.
     Raises:
         ResourceTimeout: no marker in time; the message shows the last console lines.
     """
-    scratch = Path(tempfile.mkdtemp(prefix="cloudlab-rawboot-"))
-    overlay = scratch / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", image.format,
-                    "-b", str(Path(image.disk).resolve()), str(overlay)], check=True)
-    args = [
-        qemu_binary(), "-nodefaults", "-no-user-config", "-display", "none",
-        "-machine", "q35", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
-        "-m", str(memory_mib), "-smp", "1",
-        "-kernel", image.kernel, "-initrd", image.initrd, "-append", image.cmdline,
-        "-drive", f"file={overlay},format=qcow2,if=virtio",
-        "-device", "virtio-serial",
-        "-chardev", f"socket,id=agent,path={scratch / 'agent.sock'},server=on,wait=off",
-        "-device", f"virtserialport,chardev=agent,name={AGENT_CHANNEL}",
-        "-serial", "stdio", "-monitor", "none", "-nic", "none",
-    ]
-    lines = deque(maxlen=15)
-    ready = threading.Event()
-    started = time.monotonic()
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    elapsed = [None]
-
-    def reader():
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            lines.append(line)
-            if keep_console is not None:
-                keep_console.append(line)
-            if line.strip() == READY_MARKER and not ready.is_set():
-                elapsed[0] = time.monotonic() - started
-                ready.set()
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    try:
-        if not ready.wait(timeout):
-            shown = "\n".join(lines) or "(nothing on the console)"
-            raise ResourceTimeout(f"raw QEMU boot ({accel}) printed no {READY_MARKER!r} within "
-                                  f"{timeout:g} s; last console lines:\n{shown}")
-        return elapsed[0]
-    finally:
-        # our own QEMU, by its PID
-        proc.kill()
-        proc.wait()
-        thread.join(2)
-        proc.stdout.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+    with RawGuest(image, accel, memory_mib) as guest:
+        return guest.wait_ready(timeout)
 
 
 def kvm_usable(image, timeout=8.0):
