@@ -1,0 +1,211 @@
+"""A server's own clock: the host clock plus an error the lab sets plus a discipline NTP steers.
+
+Every NTP server or client in the lab reads time through a :class:`Clock`, never by
+changing the host's clock.  A reading is ``host + offset(host)`` where the offset is
+piecewise linear in host time and has two parts kept apart on purpose:
+
+* the *error*: what an administrator or the lab imposed (``set_time``, ``skew``): a
+  fixed offset plus a frequency error in ppm, as a badly set or drifting quartz clock has;
+* the *discipline*: what NTP did to correct it: steps (a jump), slews (a bounded extra
+  rate for a while, like the kernel's ``adjtime``) and a frequency correction.
+
+Keeping the discipline separate lets the clock filter re-express old samples in the
+current clock ("what would this sample say now"), as ntpd does after it adjusts.
+
+The hot path (the server answering requests) reads one tuple, ``params``, and computes
+``offset = a + b*(h - h0)`` before ``h_end`` and ``a_end + b_end*(h - h_end)`` after it,
+so a reading costs a few float operations and no lock.
+"""
+
+import datetime
+import threading
+import time
+
+# seconds between the NTP era 0 epoch (1900) and the Unix epoch (1970)
+NTP_DELTA = 2208988800
+
+
+def to_ntp(seconds):
+    """Convert Unix seconds (float) to a 64-bit NTP timestamp (an int, 2**-32 s units)."""
+    return int((seconds + NTP_DELTA) * 4294967296.0)
+
+
+def from_ntp(timestamp):
+    """Convert a 64-bit NTP timestamp (int) to Unix seconds (float)."""
+    return timestamp / 4294967296.0 - NTP_DELTA
+
+
+class Clock:
+    """A clock that reads the host clock plus an adjustable error and an NTP discipline.
+
+    Args:
+        offset: initial error in seconds (the clock reads ``host + offset``).
+        ppm: initial frequency error in parts per million (positive runs fast).
+        host: function returning host time in Unix seconds; ``time.time`` by default.
+    """
+
+    def __init__(self, offset=0.0, ppm=0.0, host=time.time):
+        self._host = host
+        self._lock = threading.Lock()
+        h = host()
+        self._h0 = h
+        self._err_off = float(offset)
+        self._err_rate = float(ppm) * 1e-6
+        self._disc_off = 0.0
+        self._disc_freq = 0.0
+        self._slew_rate = 0.0
+        self._slew_end = h
+        self.steps = 0
+        self.epoch = 0  # bumped by every jump (step, skew, set_time): older samples are void
+        self._publish()
+
+    # --- reading --------------------------------------------------------------------
+
+    def host(self):
+        """The host clock now, in Unix seconds (the clock this one is derived from)."""
+        return self._host()
+
+    def offset_at(self, h):
+        """This clock's offset from the host clock at host time ``h``, in seconds."""
+        h0, a, b, h_end, a_end, b_end = self.params
+        return a + b * (h - h0) if h < h_end else a_end + b_end * (h - h_end)
+
+    def now(self):
+        """This clock's reading now, in Unix seconds."""
+        h = self._host()
+        return h + self.offset_at(h)
+
+    def datetime(self):
+        """This clock's reading now as an aware UTC ``datetime``."""
+        return datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc)
+
+    def offset(self):
+        """How far this clock is from the host clock now, in seconds (positive: ahead)."""
+        return self.offset_at(self._host())
+
+    def discipline_at(self, h):
+        """Total correction NTP has applied by host time ``h`` (steps, slews, frequency)."""
+        with self._lock:
+            return self._discipline_at(h)
+
+    @property
+    def frequency_error_ppm(self):
+        """The imposed frequency error, in ppm."""
+        return self._err_rate * 1e6
+
+    @property
+    def frequency_correction_ppm(self):
+        """The frequency correction the discipline has learned, in ppm."""
+        return self._disc_freq * 1e6
+
+    @property
+    def slewing(self):
+        """True while a slew is still being applied."""
+        return self._host() < self._slew_end
+
+    # --- changing -------------------------------------------------------------------
+
+    def set_time(self, when):
+        """Set this clock to read ``when`` now, as an administrator does with ``date -s``.
+
+        Args:
+            when: an aware ``datetime`` (a naive one is taken as UTC) or Unix seconds.
+        Raises:
+            InvalidInput: ``when`` is neither a datetime nor a number.
+        """
+        from ..errors import InvalidInput
+        if isinstance(when, datetime.datetime):
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            target = when.timestamp()
+        elif isinstance(when, (int, float)) and not isinstance(when, bool):
+            target = float(when)
+        else:
+            raise InvalidInput(f"set_time needs a datetime or Unix seconds, not {when!r}",
+                               fix="e.g. set_time(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))")
+        with self._lock:
+            h = self._rebase()
+            self._err_off += target - (h + self._offset_now(h))
+            self.epoch += 1
+            self._publish()
+
+    def skew(self, offset=0.0, ppm=0.0):
+        """Make this clock read ``host + offset`` now and drift by ``ppm``; forgets NTP's corrections.
+
+        Args:
+            offset: seconds ahead of the host clock (negative: behind).
+            ppm: frequency error in parts per million.
+        """
+        with self._lock:
+            self._h0 = self._host()
+            self._err_off = float(offset)
+            self._err_rate = float(ppm) * 1e-6
+            self._disc_off = self._disc_freq = self._slew_rate = 0.0
+            self._slew_end = self._h0
+            self.epoch += 1
+            self._publish()
+
+    def step(self, amount):
+        """Jump the clock by ``amount`` seconds now (NTP's step for a large offset)."""
+        with self._lock:
+            self._rebase()
+            self._disc_off += amount
+            self._slew_rate = 0.0
+            self._slew_end = self._h0
+            self.steps += 1
+            self.epoch += 1
+            self._publish()
+
+    def slew(self, amount, duration):
+        """Add ``amount`` seconds gradually over ``duration`` seconds, replacing any slew under way."""
+        with self._lock:
+            self._rebase()
+            duration = max(duration, 1e-6)
+            self._slew_rate = amount / duration
+            self._slew_end = self._h0 + duration
+            self._publish()
+
+    def adjust_frequency(self, delta_ppm, limit_ppm):
+        """Change the learned frequency correction by ``delta_ppm``, clamped to ±``limit_ppm``."""
+        with self._lock:
+            self._rebase()
+            f = self._disc_freq + delta_ppm * 1e-6
+            limit = limit_ppm * 1e-6
+            self._disc_freq = max(-limit, min(limit, f))
+            self._publish()
+
+    # --- internals ------------------------------------------------------------------
+
+    def _discipline_at(self, h):
+        slewed = self._slew_rate * (min(h, self._slew_end) - self._h0) if h > self._h0 else 0.0
+        return self._disc_off + self._disc_freq * (h - self._h0) + slewed
+
+    def _offset_now(self, h):
+        return self._err_off + self._err_rate * (h - self._h0) + self._discipline_at(h)
+
+    def _rebase(self):
+        # move the anchor to now, folding everything accumulated so far into the
+        # offsets; a slew still under way goes on from the new anchor at its rate
+        h = self._host()
+        self._err_off += self._err_rate * (h - self._h0)
+        self._disc_off = self._discipline_at(h)
+        if h >= self._slew_end:
+            self._slew_rate = 0.0
+            self._slew_end = h
+        self._h0 = h
+        return h
+
+    def _publish(self):
+        h0 = self._h0
+        a = self._err_off + self._disc_off
+        base_rate = self._err_rate + self._disc_freq
+        if self._slew_end > h0:
+            b = base_rate + self._slew_rate
+            h_end = self._slew_end
+            a_end = a + b * (h_end - h0)
+        else:
+            b = base_rate
+            h_end = h0
+            a_end = a
+        # one tuple assignment: readers in other threads see old or new, never a mix
+        self.params = (h0, a, b, h_end, a_end, base_rate)
