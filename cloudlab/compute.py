@@ -136,8 +136,11 @@ class Compute:
     def hostname(self):
         """Name of the hypervisor host, as servers report it in ``server.host``."""
         if self._hostname is None:
-            with libvirt_errors("asking libvirt for the host name"):
-                self._hostname = self.conn.getHostname()
+            name = getattr(self.host, "hostname", None)
+            if not name:
+                with libvirt_errors("asking libvirt for the host name"):
+                    name = self.conn.getHostname()
+            self._hostname = name
         return self._hostname
 
     @property
@@ -147,10 +150,8 @@ class Compute:
 
     @property
     def server_dir(self):
-        """Folder holding the servers' overlays, console logs and agent sockets."""
-        path = self.lab.home / "servers"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Folder holding the servers' overlays, console logs and agent sockets (the lab's home)."""
+        return self.lab.home
 
     def start(self):
         """Connect to the lab host (starting it if needed)."""
@@ -519,7 +520,7 @@ def cleanup(conn, prefix, home):
     Args:
         conn: an open ``libvirt.virConnect``.
         prefix: e.g. ``cloudlab-`` (every lab) or ``cloudlab-lab-`` (one lab).
-        home: ``config.home()``; server files live in ``home/<lab>/servers/``.
+        home: ``config.home()``; server files live in ``home/<lab>/``.
     Returns:
         names of the domains and files removed.
     """
@@ -530,7 +531,7 @@ def cleanup(conn, prefix, home):
         if dom.name().startswith(prefix):
             _destroy_and_undefine(dom)
             removed.append(dom.name())
-    for path in sorted(Path(home).glob(f"*/servers/{prefix}*")):
+    for path in sorted(Path(home).glob(f"*/{prefix}*")):
         if path.suffix in SERVER_SUFFIXES and (path.is_file() or path.is_socket()):
             path.unlink(missing_ok=True)
             removed.append(path.name)
