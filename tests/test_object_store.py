@@ -386,19 +386,22 @@ NAMES = ["a", "a/b", "a/b/c", "a/c", "ab", "b/x", "b/y/z", "c", "d.txt", "photos
 
 
 def model(names, prefix="", delimiter=None, marker=None, end_marker=None, limit=10000):
-    """What a listing must return, computed the slow obvious way."""
+    """What a listing must return (as Swift answers), computed the slow obvious way.
+
+    Names after ``marker`` and before ``end_marker`` are rolled up at the first
+    delimiter after the prefix; a rolled-up prefix equal to the marker was the last
+    entry of the previous page, so it is not repeated.
+    """
     out = []
     for n in sorted(names):
-        if not n.startswith(prefix) or (end_marker and n >= end_marker):
+        if not n.startswith(prefix) or (marker and n <= marker) or (end_marker and n >= end_marker):
             continue
         entry = n
         if delimiter:
             pos = n.find(delimiter, len(prefix))
             if pos >= 0:
-                entry = n[:pos + 1]
-        if marker and entry <= marker:
-            continue
-        if out and out[-1] == entry:
+                entry = n[:pos + len(delimiter)]
+        if entry == marker or (out and out[-1] == entry):
             continue
         out.append(entry)
     return out[:limit]

@@ -119,7 +119,8 @@ def make_app(store, users, s3_handler=None):
     app = web.Application(client_max_size=2 << 20)
     app[STORE_KEY] = store
     app[USERS_KEY] = users
-    app.router.add_route("*", "/{path:.*}", dispatch)
+    # [\s\S] and not ".": object names may contain newlines, which "." would not match
+    app.router.add_route("*", r"/{path:[\s\S]*}", dispatch)
     return app
 
 
@@ -205,6 +206,11 @@ class ObjectStoreServer:
             ready.set()
             loop.run_until_complete(self._stopped.wait())
             loop.run_until_complete(self._cleanup())
+            # connections kept alive by clients still have handler tasks: end them cleanly
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="cloudlab-object-store", daemon=True)

@@ -898,7 +898,7 @@ def _select(names, prefix, delimiter, marker, end_marker, limit):
             pos = name.find(delimiter, len(prefix))
             if pos >= 0:
                 common = name[:pos + len(delimiter)]
-                if not (marker and common <= marker):
+                if common != marker:    # equal: the last entry of the previous page
                     yield (common,)
                     count += 1
                 # skip every name under this common prefix
