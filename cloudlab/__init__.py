@@ -7,6 +7,7 @@ Start here::
 """
 
 from .check import Checklist, check
+from .doctor import run as doctor
 from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
                      NotFound, QuotaExceeded, ResourceTimeout)
 from .lab import Lab
@@ -15,7 +16,7 @@ from .topology import AllInOne, ThreeNode, Topology, TwoNode
 __version__ = "0.1.0"
 
 __all__ = [
-    "Lab", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist",
+    "Lab", "doctor", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
     "MissingPrerequisite", "QuotaExceeded",
 ]

@@ -363,25 +363,29 @@ def clean(prefix, conn=None, everything=False):
     removed = []
     try:
         for dom in conn.listAllDomains():
-            if everything or dom.name().startswith(prefix):
+            name = dom.name()     # read before the object goes stale
+            if everything or name.startswith(prefix):
                 try:
+                    persistent = dom.isPersistent()
                     if dom.isActive():
                         dom.destroy()
-                    if dom.isPersistent():
+                    if persistent:
                         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
                                           | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                                           | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-                    removed.append(f"domain {dom.name()}")
+                    removed.append(f"domain {name}")
                 except libvirt.libvirtError:
                     pass
         for net in conn.listAllNetworks():
-            if everything or net.name().startswith(prefix):
+            name = net.name()
+            if everything or name.startswith(prefix):
                 try:
+                    persistent = net.isPersistent()   # a transient one is gone once destroyed
                     if net.isActive():
                         net.destroy()     # stops its dnsmasq; its leases go with it
-                    if net.isPersistent():
+                    if persistent:
                         net.undefine()
-                    removed.append(f"network {net.name()}")
+                    removed.append(f"network {name}")
                 except libvirt.libvirtError:
                     pass
     finally:
