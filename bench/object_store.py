@@ -15,9 +15,11 @@ The peer is OpenStack Swift 2.38.3 from PyPI in its own virtual environment unde
 127.0.0.1 with rings of one device, TempAuth, and memcached (Debian's) for its tokens, every
 server with ``workers = 0`` (one process each), all in a temporary folder on the same disk as
 cloudlab's store.  Both servers are driven through the Swift API by the same client code:
-raw ``http.client`` connections with keep-alive, one per client thread.
+raw ``http.client`` connections with keep-alive, one per client thread.  Both run at once
+(the idle one costs nothing) and the measurements alternate in rounds, so that the load
+other programs put on this shared machine falls on both sides alike.
 
-Usage: ``python bench/object_store.py [--objects N] [--large-mib M]``
+Usage: ``python bench/object_store.py [--objects N] [--large-mib M] [--rounds R]``
 """
 
 import argparse
@@ -337,30 +339,28 @@ def run_clients(clients, work):
         return time.perf_counter() - start
 
 
-def small_ops(auth_url, objects_per_client):
-    """4 KiB PUTs then GETs from ``CLIENTS`` concurrent clients; returns (PUT/s, GET/s, PUT+GET ops/s)."""
+def small_ops(auth_url, objects_per_client, container="bench-small"):
+    """4 KiB PUTs then GETs from ``CLIENTS`` concurrent clients; returns (ops per phase, PUT s, GET s)."""
     storage_url, token = authenticate(auth_url)
     clients = [Client(storage_url, token) for _ in range(CLIENTS)]
-    container = "/bench-small"
-    clients[0].request("PUT", container)
+    clients[0].request("PUT", f"/{container}")
     body = os.urandom(SMALL_SIZE)
 
     def put(i, c):
         for n in range(objects_per_client):
-            c.request("PUT", f"{container}/c{i}/o{n}", body=body,
+            c.request("PUT", f"/{container}/c{i}/o{n}", body=body,
                       headers={"Content-Type": "application/octet-stream"})
 
     def get(i, c):
         for n in range(objects_per_client):
-            if len(c.request("GET", f"{container}/c{i}/o{n}")) != SMALL_SIZE:
+            if len(c.request("GET", f"/{container}/c{i}/o{n}")) != SMALL_SIZE:
                 raise RuntimeError("short GET")
 
-    total = CLIENTS * objects_per_client
     t_put = run_clients(clients, put)
     t_get = run_clients(clients, get)
     for c in clients:
         c.close()
-    return total / t_put, total / t_get, 2 * total / (t_put + t_get)
+    return CLIENTS * objects_per_client, t_put, t_get
 
 
 def large_transfer(auth_url, size):
@@ -391,9 +391,10 @@ def bare_put_limit(folder, objects_per_client):
     """What the disk allows: write+fsync+rename of 4 KiB files, as many at once as the PUT load.
 
     The same ``CLIENTS`` threads as the PUT load each write their own files, so the
-    disk sees as many durable writes in flight as cloudlab's server can have; one thread
-    alone would understate it (fsyncs of different files overlap in the journal).
-    Returns files per second.
+    disk sees as many durable writes in flight as cloudlab's server can have (one per
+    client); one thread alone would understate the disk (fsyncs of different files
+    overlap in the journal).  No HTTP, no metadata, no index: the floor of a durable PUT.
+    Returns (files written, seconds).
     """
     body = os.urandom(SMALL_SIZE)
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -413,7 +414,7 @@ def bare_put_limit(folder, objects_per_client):
         for future in [pool.submit(work, i) for i in range(CLIENTS)]:
             future.result()
         elapsed = time.perf_counter() - start
-    return CLIENTS * objects_per_client / elapsed
+    return CLIENTS * objects_per_client, elapsed
 
 
 def main(argv=None):
@@ -421,6 +422,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=100, help="4 KiB objects per client (default 100)")
     parser.add_argument("--large-mib", type=int, default=64, help="size of the large object in MiB")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds (default 3)")
     args = parser.parse_args(argv)
     large = args.large_mib << 20
     # the temporary folder sits in the cache, on the same disk for both stores and the bare loop
@@ -429,23 +431,39 @@ def main(argv=None):
     figures = {}
     try:
         swift_url = swift.start()
-        s_put, s_get, s_ops = small_ops(swift_url, args.objects)
-        s_mbps, _, _ = large_transfer(swift_url, large)
-        swift.stop()
-
-        bare = bare_put_limit(work / "bare", args.objects)
-
         cloudlab_url = cloudlab.start()
+        # This machine is shared and its load changes from second to second, so the
+        # measurements alternate in rounds (Swift, bare loop, cloudlab, bare loop) and
+        # each figure sums its rounds: a busy spell then weighs on every side alike.
+        totals = {k: 0.0 for k in ("s_ops", "s_put", "s_get", "c_ops", "c_put", "c_get", "b_n", "b_t",
+                                   "s_large", "c_large")}
         with PeakRss(cloudlab.proc.pid) as rss:
-            c_put, c_get, c_ops = small_ops(cloudlab_url, args.objects)
-            c_mbps, _, _ = large_transfer(cloudlab_url, large)
-        cloudlab.stop()
-
+            for r in range(args.rounds):
+                n, t_put, t_get = small_ops(swift_url, args.objects, f"bench-small-{r}")
+                totals["s_ops"] += n
+                totals["s_put"] += t_put
+                totals["s_get"] += t_get
+                for side in ("before", "after"):
+                    if side == "after":
+                        n, t_put, t_get = small_ops(cloudlab_url, args.objects, f"bench-small-{r}")
+                        totals["c_ops"] += n
+                        totals["c_put"] += t_put
+                        totals["c_get"] += t_get
+                    n, t = bare_put_limit(work / f"bare-{r}-{side}", args.objects)
+                    totals["b_n"] += n / 2      # twice per round, to bracket cloudlab's PUTs
+                    totals["b_t"] += t / 2
+                totals["s_large"] += large_transfer(swift_url, large)[0]
+                totals["c_large"] += large_transfer(cloudlab_url, large)[0]
+        s_ops = 2 * totals["s_ops"] / (totals["s_put"] + totals["s_get"])
+        c_ops = 2 * totals["c_ops"] / (totals["c_put"] + totals["c_get"])
+        c_put = totals["c_ops"] / totals["c_put"]
+        bare = totals["b_n"] / totals["b_t"]
+        s_mbps, c_mbps = totals["s_large"] / args.rounds, totals["c_large"] / args.rounds
         figures = {
             "small_ops_ratio": c_ops / s_ops,
             "cloudlab_small_ops_s": c_ops, "swift_small_ops_s": s_ops,
-            "cloudlab_put_s": c_put, "swift_put_s": s_put,
-            "cloudlab_get_s": c_get, "swift_get_s": s_get,
+            "cloudlab_put_s": c_put, "swift_put_s": totals["s_ops"] / totals["s_put"],
+            "cloudlab_get_s": totals["c_ops"] / totals["c_get"], "swift_get_s": totals["s_ops"] / totals["s_get"],
             "put_limit_ratio": c_put / bare,
             "bare_put_s": bare,
             "large_mbps_ratio": c_mbps / s_mbps,

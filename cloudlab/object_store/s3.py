@@ -546,12 +546,26 @@ class _Operation:
     async def get_object(self):
         if "uploadId" in self.query:
             return await self.list_parts()
+        if self.request.method == "HEAD":
+            try:
+                info = await self.store.head_object(self.account, self.bucket, self.key)
+            except NotFound:
+                raise await self._no_such_key() from None
+            return await self._answer(info, None)
         try:
-            info = await self.store.head_object(self.account, self.bucket, self.key)
+            # one open serves the headers and the bytes, so both come from the same version
+            reader = await self.store.get_object(self.account, self.bucket, self.key)
         except NotFound:
-            await self._require_bucket()
-            raise S3Error("NoSuchKey", "The specified key does not exist.", 404,
-                          details={"Key": self.key}) from None
+            raise await self._no_such_key() from None
+        async with reader:
+            return await self._answer(reader.info, reader)
+
+    async def _no_such_key(self):
+        await self._require_bucket()
+        return S3Error("NoSuchKey", "The specified key does not exist.", 404, details={"Key": self.key})
+
+    async def _answer(self, info, reader):
+        """The response for GET (``reader`` open) or HEAD (``reader`` None): conditions, range, headers."""
         headers = self._object_headers(info)
         if self._check_conditions(info) == 304:
             headers.pop("Content-Type", None)
@@ -565,25 +579,24 @@ class _Operation:
             offset, length = rng
             status = 206
             headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
-        if self.request.method == "HEAD":
+        if reader is None:
             headers["Content-Length"] = str(length)
             return web.Response(status=status, headers=headers)
-        reader = await self.store.get_object(self.account, self.bucket, self.key, offset, length)
-        async with reader:
-            if reader.info.etag != info.etag:
-                # replaced between the two reads: answer with what is actually being sent
-                headers.update(self._object_headers(reader.info))
-            if length <= INLINE_GET:
-                return web.Response(status=status, body=await reader.read(), headers=headers)
-            resp = web.StreamResponse(status=status, headers=headers)
-            resp.content_length = length
-            resp.headers["x-amz-request-id"] = self.request_id
-            resp.headers["x-amz-id-2"] = self.request_id
-            await resp.prepare(self.request)
-            async for chunk in reader:
-                await resp.write(chunk)
-            await resp.write_eof()
-            return resp
+        reader.restrict(offset, length)
+        return await self._send(reader, status, headers, length)
+
+    async def _send(self, reader, status, headers, length):
+        if length <= INLINE_GET:
+            return web.Response(status=status, body=await reader.read(), headers=headers)
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = length
+        resp.headers["x-amz-request-id"] = self.request_id
+        resp.headers["x-amz-id-2"] = self.request_id
+        await resp.prepare(self.request)
+        async for chunk in reader:
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
 
     async def delete_object(self):
         if "uploadId" in self.query:
