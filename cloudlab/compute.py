@@ -20,6 +20,7 @@ Every domain and file carries the lab's prefix (``cloudlab-<lab>-``), so
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import libvirt
@@ -165,11 +166,18 @@ class Compute:
             CloudlabError: some servers could not be deleted (all are tried).
         """
         errors = []
-        for server in self.list_servers():
+
+        def delete(server):
             try:
                 self.delete_server(server)
             except CloudlabError as exc:
                 errors.append(f"{server.name}: {exc}")
+
+        # in parallel: libvirt takes a second or two to tear down each QEMU process
+        servers = self.list_servers()
+        if servers:
+            with ThreadPoolExecutor(min(len(servers), 10)) as pool:
+                list(pool.map(delete, servers))
         if errors:
             raise CloudlabError("some servers could not be deleted: " + "; ".join(errors),
                                 fix="python -m cloudlab clean")

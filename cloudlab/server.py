@@ -11,6 +11,7 @@ Status names are Nova's: BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, 
 """
 
 import contextlib
+import json
 import re
 import subprocess
 import threading
@@ -21,7 +22,7 @@ import libvirt
 
 from . import domain as domain_xml
 from .agent import Agent
-from .errors import CloudlabError, Conflict, MissingPrerequisite, NotFound, ResourceTimeout
+from .errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
 from .flavor import Flavor
 
 BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = (
@@ -209,6 +210,37 @@ class Server:
         addresses = [a["addr"] for iface in (found or {}).values() for a in iface.get("addrs") or []]
         return {self.network: addresses} if addresses else {}
 
+    def wait_for_address(self, timeout=30.0):
+        """Wait until the guest has a DHCP lease and return :attr:`addresses`.
+
+        Raises:
+            InvalidInput: the server has no NIC (created with ``network=False``).
+            ResourceTimeout: no lease in time (the message shows the last console lines).
+        """
+        if not self.network:
+            raise InvalidInput(f"server {self.name} has no network interface",
+                               fix="create it with network=None (the lab's network)")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.addresses
+            if found:
+                return found
+            if time.monotonic() >= deadline:
+                raise ResourceTimeout(f"server {self.name} got no address on {self.network} within "
+                                      f"{timeout:g} s; last console lines:\n{self._last_console()}",
+                                      fix="is the server ACTIVE? DHCP starts after the guest boots")
+            time.sleep(0.25)
+
+    def disk_info(self):
+        """``qemu-img info`` of the server's disk (its copy-on-write overlay) as a dict.
+
+        Keys as qemu-img prints them: ``format``, ``virtual-size``, ``actual-size``
+        (bytes the overlay takes on the host), ``backing-filename``, ...
+        """
+        out = run_tool(["qemu-img", "info", "--output=json", "-U", str(self.disk)],
+                       f"reading the disk of server {self.name}")
+        return json.loads(out)
+
     def wait(self, status=ACTIVE, timeout=60.0):
         """Wait until the server has ``status`` (see :meth:`Compute.wait_for_server`)."""
         return self._compute.wait_for_server(self, status=status, timeout=timeout)
@@ -366,17 +398,17 @@ class Server:
         self._compute.delete_server(self)
 
     def _grow_disk(self, disk_gib):
-        subprocess_args = ["qemu-img", "resize", "-q", "-f", "qcow2", str(self.disk), f"{disk_gib}G"]
-        run_tool(subprocess_args, f"growing the disk of server {self.name}")
+        run_tool(["qemu-img", "resize", "-q", "-f", "qcow2", str(self.disk), f"{disk_gib}G"],
+                 f"growing the disk of server {self.name}")
 
     def __repr__(self):
         return f"<Server {self.name} {self.status} {self.flavor.name} image={self.image}>"
 
 
 def run_tool(args, what):
-    """Run a command-line tool (qemu-img), converting its failure into a CloudlabError."""
+    """Run a command-line tool (qemu-img) and return its output; a failure becomes a CloudlabError."""
     try:
-        subprocess.run(args, check=True, capture_output=True, text=True)
+        return subprocess.run(args, check=True, capture_output=True, text=True).stdout
     except FileNotFoundError:
         raise MissingPrerequisite(f"{what}: {args[0]} is not installed",
                                   fix="sudo apt-get install qemu-utils") from None

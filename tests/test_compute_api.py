@@ -123,6 +123,18 @@ def test_create_makes_prefixed_domain_and_cow_overlay(compute, lab):
     assert "cloudlab.hostname=web1" in xml and "<kernel>" in xml
 
 
+def test_addresses_disk_info_and_no_network(compute):
+    server = compute.create_server("web1", wait=False)
+    assert server.wait_for_address(timeout=2) == server.addresses
+    info = server.disk_info()
+    assert info["format"] == "qcow2" and info["backing-filename"].endswith("disk.qcow2")
+    isolated = compute.create_server("alone", network=False, wait=False)
+    assert "<interface" not in isolated.domain_xml()
+    assert isolated.addresses == {}
+    with pytest.raises(cl.InvalidInput):
+        isolated.wait_for_address(timeout=0.1)
+
+
 def test_list_and_get(compute):
     a = compute.create_server("a1", wait=False)
     b = compute.create_server("b1", wait=False, flavor="m1.small", profile="emulated")
