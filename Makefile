@@ -38,11 +38,13 @@ system:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== python environment ($(VENV))"
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
 	@$(VPY) -m pip install -q --upgrade pip
 	@$(VPY) -m pip install -q -r requirements.txt
+	@# editable: notebooks (run from labs/) import the package from this checkout
+	@$(VPY) -m pip install -q --no-deps -e .
 	@touch $@
 
 venv: system $(VENV)/.installed
