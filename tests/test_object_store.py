@@ -553,3 +553,39 @@ def test_storage_rejects_nul_and_overlong_names(tmp_path):
         store.close()
     asyncio.run(go())
     assert {p.name for p in tmp_path.iterdir()} == {"accounts"}
+
+
+# ---- the lab service and the command line ------------------------------------------------------
+
+def test_lab_service_starts_serves_and_cleans_up(tmp_path, monkeypatch):
+    import cloudlab as cl
+    monkeypatch.setenv("CLOUDLAB_HOME", str(tmp_path))
+    lab = cl.Lab(name="objtest")
+    store = lab.object_store
+    assert store.url.startswith("http://127.0.0.1:") and store.auth_url == store.url + "/auth/v1.0"
+    assert store.storage_url("test") == store.url + "/v1/AUTH_test"
+    assert store.users == {"test:tester": "testing"}
+    assert Path(store.root).is_relative_to(tmp_path)
+    conn = store.connection()
+    conn.put_container("lab")
+    conn.put_object("lab", "x", b"from the lab")
+    assert conn.get_object("lab", "x")[1] == b"from the lab"
+    assert conn.get_auth()[0] == store.storage_url()
+    assert store.s3_client().meta.endpoint_url == store.url
+    with pytest.raises(cl.NotFound):
+        store.connection("nobody:here")
+    lab.stop()
+    assert not Path(store.root).exists()
+    with pytest.raises(OSError):
+        http.client.HTTPConnection("127.0.0.1", store.server.port, timeout=2).request("GET", "/info")
+
+
+def test_cli_rejects_bad_user_and_busy_port(server, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "cloudlab", "object-store", "--root", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=30,
+                              cwd=Path(__file__).resolve().parent.parent)
+    bad = run("--user", "nokey")
+    assert bad.returncode == 2 and "ACCOUNT:USER=KEY" in bad.stderr
+    busy = run("--port", str(server.port))
+    assert busy.returncode == 2 and "choose another --port" in busy.stderr
