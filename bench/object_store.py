@@ -24,7 +24,6 @@ Usage: ``python bench/object_store.py [--objects N] [--large-mib M] [--rounds R]
 
 import argparse
 import concurrent.futures
-import hashlib
 import http.client
 import os
 import shutil

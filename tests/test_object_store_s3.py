@@ -53,6 +53,7 @@ def server(tmp_path_factory):
 
 
 def make_client(server, key="test:tester", secret="testing", **extra):
+    """A boto3 S3 client for ``server`` signing as ``key``/``secret``."""
     return boto3.client("s3", endpoint_url=server.url, aws_access_key_id=key, aws_secret_access_key=secret,
                         region_name="us-east-1", config=client_config(**extra))
 
@@ -75,6 +76,7 @@ def bucket(s3, request):
 
 
 def error_code(exc_info):
+    """The S3 error code of a ClientError caught by pytest.raises."""
     return exc_info.value.response["Error"]["Code"]
 
 
@@ -417,6 +419,7 @@ def signed_request(server, method, path, body=b"", when=None, headers=None):
 
 
 def send(server, method, path, body, headers):
+    """Send one raw request with http.client; returns (status, body, response)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request(method, path, body=body, headers=headers)
     resp = conn.getresponse()
@@ -515,6 +518,7 @@ AWS_EXAMPLE_NOW = calendar.timegm((2013, 5, 24, 0, 1, 0))
 
 
 def aws_example_body(fill=b"a"):
+    """The aws-chunked body of AWS's example, its data bytes all ``fill``."""
     body = b""
     for size, signature in AWS_EXAMPLE_CHUNKS:
         body += f"{size:x};chunk-signature={signature}\r\n".encode() + fill * size + b"\r\n"
@@ -522,6 +526,7 @@ def aws_example_body(fill=b"a"):
 
 
 def decode(body):
+    """Verify AWS's example request and decode ``body`` as its aws-chunked payload."""
     async def run():
         reader = asyncio.StreamReader()
         reader.feed_data(body)

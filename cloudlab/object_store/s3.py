@@ -189,6 +189,7 @@ class _Operation:
             self.query[unquote(name)] = unquote(value.replace("+", "%20"))
 
     async def run(self):
+        """Dispatch on method, bucket/key and subresources; returns the response."""
         method, q = self.request.method, self.query
         for sub in UNSUPPORTED:
             if sub in q:
@@ -281,6 +282,7 @@ class _Operation:
     # ---- service and buckets ---------------------------------------------------------------
 
     async def list_buckets(self):
+        """ListBuckets: the account's containers with their creation dates."""
         entries = await self.store.list_containers(self.account)
         owner = self._owner()
         buckets = []
@@ -297,6 +299,7 @@ class _Operation:
         return web.Response(status=status, text=_xml(root, body), content_type="application/xml")
 
     async def create_bucket(self):
+        """CreateBucket: a new container (S3's naming rules apply to new buckets only)."""
         if not BUCKET_NAME.match(self.bucket) or ".." in self.bucket:
             raise S3Error("InvalidBucketName",
                           f"The specified bucket is not valid: {self.bucket!r}; use 3-63 lowercase letters, "
@@ -308,16 +311,19 @@ class _Operation:
         return web.Response(status=200, headers={"Location": f"/{self.bucket}"})
 
     async def head_bucket(self):
+        """HeadBucket: 200 if the bucket exists in this account, else 404."""
         await self._require_bucket()
         return web.Response(status=200, headers={"x-amz-bucket-region": "us-east-1"})
 
     async def delete_bucket(self):
+        """DeleteBucket: remove an empty bucket and drop its unfinished multipart uploads."""
         await self._require_bucket()
         await self.store.delete_container(self.account, self.bucket)
         await _uploads_for(self.store).abort_bucket(self.account, self.bucket)
         return web.Response(status=204)
 
     async def get_bucket(self):
+        """GET on a bucket: GetBucketLocation, ListMultipartUploads, or ListObjects (v1 or v2)."""
         q = self.query
         if "location" in q:
             await self._require_bucket()
@@ -327,6 +333,7 @@ class _Operation:
         return await self.list_objects(v2=q.get("list-type") == "2")
 
     async def list_objects(self, v2):
+        """ListObjects / ListObjectsV2: prefix, delimiter, max-keys, marker or continuation token."""
         q = self.query
         await self._require_bucket()
         try:
@@ -391,6 +398,7 @@ class _Operation:
         return self._xml_response("ListBucketResult", "".join(parts + contents + prefixes))
 
     async def list_uploads(self):
+        """ListMultipartUploads: the bucket's uploads in progress."""
         await self._require_bucket()
         uploads = await _uploads_for(self.store).list_uploads(self.account, self.bucket)
         body = _el("Bucket", self.bucket) + _el("IsTruncated", "false") + "".join(
@@ -399,6 +407,7 @@ class _Operation:
         return self._xml_response("ListMultipartUploadsResult", body)
 
     async def post_bucket(self):
+        """POST on a bucket: DeleteObjects (``?delete``), up to 1000 keys in one request."""
         if "delete" not in self.query:
             raise S3Error("NotImplemented", "POST on a bucket is only implemented for ?delete", 501)
         await self._require_bucket()
@@ -425,6 +434,7 @@ class _Operation:
     # ---- objects --------------------------------------------------------------------------
 
     async def put_object(self):
+        """PUT on a key: PutObject, CopyObject (x-amz-copy-source) or UploadPart."""
         q = self.query
         if "uploadId" in q or "partNumber" in q:
             return await self.upload_part()
@@ -443,6 +453,7 @@ class _Operation:
         return web.Response(status=200, headers={"ETag": _quoted(info.etag)})
 
     async def copy_object(self):
+        """CopyObject: server-side copy, metadata copied or replaced (x-amz-metadata-directive)."""
         source = unquote(self.request.headers["x-amz-copy-source"]).split("?versionId=")[0]
         src_bucket, _, src_key = source.lstrip("/").partition("/")
         if not src_bucket or not src_key:
@@ -544,6 +555,7 @@ class _Operation:
         return start, end - start + 1
 
     async def get_object(self):
+        """GetObject / HeadObject (or ListParts with ``?uploadId``): conditions, Range, headers."""
         if "uploadId" in self.query:
             return await self.list_parts()
         if self.request.method == "HEAD":
@@ -599,6 +611,7 @@ class _Operation:
         return resp
 
     async def delete_object(self):
+        """DeleteObject (204 even when absent), or AbortMultipartUpload with ``?uploadId``."""
         if "uploadId" in self.query:
             await _uploads_for(self.store).abort(self.query["uploadId"], self.account, self.bucket, self.key)
             return web.Response(status=204)
@@ -612,6 +625,7 @@ class _Operation:
     # ---- multipart ------------------------------------------------------------------------
 
     async def post_object(self):
+        """POST on a key: CreateMultipartUpload (``?uploads``) or CompleteMultipartUpload (``?uploadId``)."""
         q = self.query
         uploads = _uploads_for(self.store)
         if "uploads" in q:
@@ -642,6 +656,7 @@ class _Operation:
         raise S3Error("NotImplemented", "POST on an object needs ?uploads or ?uploadId", 501)
 
     async def upload_part(self):
+        """UploadPart: store one numbered part of a multipart upload; returns its ETag."""
         q = self.query
         if "x-amz-copy-source" in self.request.headers:
             raise S3Error("NotImplemented", "UploadPartCopy is not implemented by cloudlab's S3 view", 501)
@@ -658,6 +673,7 @@ class _Operation:
         return web.Response(status=200, headers={"ETag": _quoted(etag)})
 
     async def list_parts(self):
+        """ListParts: the parts of an upload stored so far."""
         await self._require_bucket()
         upload_id = self.query["uploadId"]
         parts = await _uploads_for(self.store).list_parts(upload_id, self.account, self.bucket, self.key)
