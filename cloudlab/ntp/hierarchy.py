@@ -133,7 +133,7 @@ class Hierarchy:
         else:
             ax1.set_ylabel("offset from stratum 1 (s)")
         ax1.legend(loc="upper right")
-        ax1.set_title("NTP hierarchy: offset (오프셋) and stratum (계층) over time")
+        ax1.set_title("NTP hierarchy: offset from stratum 1 and stratum, over time")
         ax2.set_ylabel("stratum")
         ax2.set_xlabel("seconds since start")
         fig.tight_layout()
