@@ -589,3 +589,21 @@ def test_cli_rejects_bad_user_and_busy_port(server, tmp_path):
     assert bad.returncode == 2 and "ACCOUNT:USER=KEY" in bad.stderr
     busy = run("--port", str(server.port))
     assert busy.returncode == 2 and "choose another --port" in busy.stderr
+
+
+def test_wire_exchange_shows_request_and_response(server, conn, container):
+    from cloudlab.errors import InvalidInput, NotFound
+    from cloudlab.object_store.wire import exchange
+    token = conn.get_auth()[1]
+    ex = exchange("PUT", f"{server.url}/v1/AUTH_test/{container}/wire note.txt",
+                  {"X-Auth-Token": token, "X-Object-Meta-Color": "blue"}, "hello")
+    assert ex.status == 201 and ex.header("etag") == hashlib.md5(b"hello").hexdigest()
+    text = ex.transcript()
+    assert f"> PUT /v1/AUTH_test/{container}/wire%20note.txt HTTP/1.1" in text
+    assert "> X-Object-Meta-Color: blue" in text and "< HTTP/1.1 201 Created" in text
+    got = exchange("GET", f"{server.url}/v1/AUTH_test/{container}/wire note.txt", {"X-Auth-Token": token})
+    assert got.body == b"hello" and "< hello" in str(got)
+    with pytest.raises(InvalidInput):
+        exchange("GET", "http://192.0.2.1/")
+    with pytest.raises(NotFound):
+        exchange("GET", "http://127.0.0.1:1/")
