@@ -17,6 +17,7 @@ a valid token, 403 for another account, 404, 409 for a non-empty container.
 """
 
 import email.utils
+import functools
 import json
 import math
 import mimetypes
@@ -68,7 +69,12 @@ def x_timestamp(ts):
 
 def http_date(ts):
     """``Last-Modified`` form of a timestamp; Swift rounds up to the next whole second."""
-    return email.utils.formatdate(math.ceil(ts), usegmt=True)
+    return _http_date(math.ceil(ts))
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_date(seconds):
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def iso_time(ts):
