@@ -121,6 +121,7 @@ def make_app(store, users, s3_handler=None):
             response = error_response(exc.status, exc.message, exc.headers)
         except CloudlabError as exc:
             response = error_response(400, exc.message)
+        response.headers["Server"] = "cloudlab"
         response.headers["X-Trans-Id"] = tx
         response.headers["X-Openstack-Request-Id"] = tx
         return response
