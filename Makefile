@@ -13,7 +13,7 @@ JUPYTER_PORT ?= 8888
 # Debian packages the lab uses (see README: troubleshooting).  The kernel for the guest
 # image is not installed: `cloudlab image build` downloads the .deb and unpacks it.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
-	libvirt-clients libvirt-dev pkg-config gcc python3-dev python3-venv dnsmasq-base busybox-static \
+	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
 	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached
 
 # Tests and notebooks run the lab host inside a network namespace of their own, so that

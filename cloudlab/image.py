@@ -7,7 +7,8 @@ An image is what a server boots: a kernel, an initramfs and a base disk.
 * initramfs: busybox-static, the virtio (and emulated-device) modules, and
   ``cloudlab/guest/init``, which loads them and switches to the root disk;
 * base disk: an ext4 filesystem (made with ``mke2fs -d``, no root needed) with
-  busybox, an init, DHCP, the clock and the agent (``cloudlab/guest/``), stored
+  busybox, an init, DHCP, an SNTP client for the clock (Debian's busybox has no
+  ntpd; ``guest/sntp.c`` is compiled statically) and the agent, stored
   as qcow2.  Servers never boot the base disk itself: each gets a copy-on-write
   overlay, so creating one copies nothing.
 
@@ -98,7 +99,7 @@ def _tool(name):
     path = shutil.which(name, path=SBIN_PATHS)
     if not path:
         package = {"mke2fs": "e2fsprogs", "qemu-img": "qemu-utils", "busybox": "busybox-static",
-                   "dpkg-deb": "dpkg", "apt-get": "apt"}.get(name, name)
+                   "dpkg-deb": "dpkg", "apt-get": "apt", "gcc": "gcc libc6-dev"}.get(name, name)
         raise MissingPrerequisite(f"{name} is not installed",
                                   fix=f"run `make lab`, or `sudo apt-get install {package}`")
     return path
@@ -181,9 +182,16 @@ def _stage_rootfs(root, busybox):
         target = root / dest
         shutil.copyfile(source, target)
         target.chmod(mode)
+    _compile_sntp(root / "usr" / "bin" / "cloudlab-sntp")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "etc" / "motd").write_text("cloudlab guest: busybox on Debian's kernel\n")
+
+
+def _compile_sntp(target):
+    """The guest's SNTP client, compiled statically (Debian's busybox has no ntpd)."""
+    gcc = _tool("gcc")
+    _run([gcc, "-static", "-Os", "-s", "-o", str(target), str(GUEST_DIR / "sntp.c")])
 
 
 def _make_initramfs(path, rootfs, modules_dir, module_paths):
