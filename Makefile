@@ -73,6 +73,7 @@ test: setup
 	$(VPY) -m cloudlab host up || exit $$?; \
 	$(VPY) -m pytest tests labs; rc=$$?; \
 	$(VPY) -m cloudlab host down; \
+	$(VPY) -m cloudlab host leftovers || rc=1; \
 	exit $$rc
 
 bench: setup

@@ -345,6 +345,35 @@ def down(quiet=False):
         print("host: down", flush=True)
 
 
+def leftovers(prefix=None):
+    """What of the lab is still here after ``down()``: processes, namespace, files (empty when clean).
+
+    Looks for QEMU guests and dnsmasq instances named with the prefix, daemons
+    started from this state folder, the lab's network namespace, and files with
+    the prefix under the labs' state folders.
+    """
+    prefix = prefix or config.prefix()
+    found = []
+    marks = [f"guest={prefix}", f"/dnsmasq/{prefix}", str(state_dir())]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(mark in cmdline for mark in marks) and "cloudlab host" not in cmdline:
+            found.append(f"process {proc.name}: {cmdline[:120]}")
+    ns = config.netns()
+    if ns and netns.exists(ns) and load_state() is None:
+        found.append(f"network namespace {ns}")
+    home = config.home()
+    for lab_dir in (home.iterdir() if home.is_dir() else []):
+        if lab_dir.is_dir() and lab_dir.name not in ("host", "images"):
+            found += [f"file {item}" for item in lab_dir.iterdir() if item.name.startswith(prefix)]
+    return found
+
+
 def clean(prefix, conn=None, everything=False):
     """Remove the domains, networks and files whose names start with ``prefix``; returns what went.
 
@@ -557,7 +586,8 @@ class LabHost:
 
 def add_host_arguments(parser):
     """Arguments of ``python -m cloudlab host``."""
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "leftovers"],
+                        help="leftovers: list what of the lab is still here, exit 1 if anything")
 
 
 def main_host(args):
@@ -568,6 +598,12 @@ def main_host(args):
               + (f", network namespace {state.netns}" if state.netns else ""))
     elif args.action == "down":
         down()
+    elif args.action == "leftovers":
+        found = leftovers()
+        for item in found:
+            print(f"left behind: {item}")
+        print(f"host: {len(found)} leftovers")
+        return 1 if found else 0
     else:
         state = load_state()
         if state is None or not _healthy(state):
