@@ -119,6 +119,7 @@ class Hierarchy:
     def plot(self, members=None, log=True):
         """A matplotlib figure: |offset| (and stratum) of each member over time; returns the figure."""
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
         names = members or [m.name for m in self.members if m is not self.stratum1]
         fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True,
                                        gridspec_kw={"height_ratios": [3, 1]})
@@ -135,6 +136,7 @@ class Hierarchy:
         ax1.legend(loc="upper right")
         ax1.set_title("NTP hierarchy: offset from stratum 1 and stratum, over time")
         ax2.set_ylabel("stratum")
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_xlabel("seconds since start")
         fig.tight_layout()
         return fig
