@@ -140,3 +140,30 @@ def test_ntpdate_reads_our_server_on_port_123_in_a_namespace():
                 proc.wait()
         subprocess.run(["ip", "netns", "del", netns], check=False)
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace and port 123 need root")
+@pytest.mark.skipif(NTPDATE is None or not shutil.which("ip"),
+                    reason="ntpsec-ntpdate and iproute2 are needed (make setup)")
+def test_lab_serves_guests_on_port_123_in_its_namespace(tmp_path, monkeypatch):
+    import cloudlab as cl
+    monkeypatch.setenv("CLOUDLAB_HOME", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    netns = f"{config.prefix()}ntp-guests-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    lab = cl.Lab(name="ntpguests")
+    try:
+        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
+        proc = lab.ntp.serve_guests("127.0.0.1", netns=netns)
+        deadline = time.monotonic() + 10
+        while True:
+            out = subprocess.run(["ip", "netns", "exec", netns, NTPDATE, "-q", "127.0.0.1"],
+                                 capture_output=True, text=True, timeout=30)
+            if " s1 " in out.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert " 127.0.0.1 s1 no-leap" in out.stdout, out.stdout + out.stderr
+    finally:
+        lab.stop()
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+    assert proc.poll() is not None, "the guest-facing server ended with the lab"
