@@ -607,3 +607,23 @@ def test_wire_exchange_shows_request_and_response(server, conn, container):
         exchange("GET", "http://192.0.2.1/")
     with pytest.raises(NotFound):
         exchange("GET", "http://127.0.0.1:1/")
+
+
+def test_store_with_directory_sync_writes_and_rewrites(tmp_path):
+    """sync_dirs=True: the same results, with each rename's directory fsync'ed before the answer."""
+    import asyncio
+
+    async def go():
+        store = Store(tmp_path, sync_dirs=True)
+        await store.create_container("AUTH_t", "c")
+        infos = await asyncio.gather(*(store.put_object("AUTH_t", "c", f"o{i}", b"x" * i) for i in range(20)))
+        assert [i.etag for i in infos] == [hashlib.md5(b"x" * i).hexdigest() for i in range(20)]
+        await store.set_object_metadata("AUTH_t", "c", "o3", {"k": "v"})
+        c = store._accounts["AUTH_t"].containers["c"]
+        assert c.synced == c.renames == 21
+        store.close()
+        again = Store(tmp_path)
+        assert (await again.head_object("AUTH_t", "c", "o3")).metadata == {"k": "v"}
+        assert len(await again.list_objects("AUTH_t", "c")) == 20
+        again.close()
+    asyncio.run(go())

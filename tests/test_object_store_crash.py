@@ -23,10 +23,14 @@ import pytest
 pytestmark = pytest.mark.slow
 
 UPLOADERS = 6
+# both write modes (with and without directory fsync) must keep every promise
+SYNC_DIRS = [False, True]
 
 
-def start_server(root):
-    proc = subprocess.Popen([sys.executable, "-m", "cloudlab", "object-store", "--root", str(root), "--port", "0"],
+def start_server(root, sync_dirs=False):
+    extra = ["--sync-dirs"] if sync_dirs else []
+    proc = subprocess.Popen([sys.executable, "-m", "cloudlab", "object-store", "--root", str(root), "--port", "0",
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     line = proc.stdout.readline()
@@ -72,9 +76,10 @@ def uploader(port, token, worker, sent, acked, stop):
         seq += 1
 
 
-def test_sigkill_during_uploads_loses_nothing_acknowledged(tmp_path):
+@pytest.mark.parametrize("sync_dirs", SYNC_DIRS)
+def test_sigkill_during_uploads_loses_nothing_acknowledged(tmp_path, sync_dirs):
     root = tmp_path / "root"
-    proc, port = start_server(root)
+    proc, port = start_server(root, sync_dirs)
     try:
         h, token = login(port)
         h.request("PUT", "/v1/AUTH_test/crash", body=b"", headers={"X-Auth-Token": token})

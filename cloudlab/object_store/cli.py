@@ -18,6 +18,8 @@ def add_arguments(parser):
     parser.add_argument("--user", action="append", metavar="ACCOUNT:USER=KEY",
                         help="a user (repeatable); default test:tester=testing")
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    parser.add_argument("--sync-dirs", action="store_true",
+                        help="fsync directories after each rename too (survives power loss; slower)")
 
 
 def main(args):
@@ -32,7 +34,7 @@ def main(args):
                 raise InvalidInput(f"--user {spec!r} is not ACCOUNT:USER=KEY", fix="e.g. --user test:tester=testing")
             users[login] = key
     server = ObjectStoreServer(args.root, host=args.host, port=args.port, users=users,
-                               access_log=args.access_log)
+                               access_log=args.access_log, sync_dirs=args.sync_dirs)
 
     def ready(srv):
         print(f"object store listening on {srv.url} (auth: {srv.url}/auth/v1.0)", flush=True)

@@ -143,14 +143,16 @@ class ObjectStoreServer:
         port: TCP port; 0 picks a free one.
         users: mapping ``"account:user" -> key`` or a :class:`Users`; Swift's sample user by default.
         access_log: write one log line per request to stderr (off: it costs time).
+        sync_dirs: fsync directories after renames too (see :class:`~cloudlab.object_store.storage.Store`).
     """
 
-    def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False):
+    def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False, sync_dirs=False):
         self.root = os.path.abspath(os.fspath(root))
         self.host = host
         self.port = port
         self.users = users if isinstance(users, Users) else Users(users)
         self.access_log = access_log
+        self.sync_dirs = sync_dirs
         self.store = None
         self._loop = None
         self._thread = None
@@ -173,7 +175,7 @@ class ObjectStoreServer:
 
     async def _start_site(self, sock):
         try:
-            self.store = Store(self.root)
+            self.store = Store(self.root, sync_dirs=self.sync_dirs)
         except OSError as exc:
             raise InvalidInput(f"cannot use {self.root} as the store's root: {exc.strerror}",
                                fix="pass a writable directory as --root") from None

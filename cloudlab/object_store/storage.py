@@ -15,6 +15,12 @@ restart after a crash) sees either the old object or the new one, whole and with
 metadata, never a part.  Temporary files left by a crash start with ``.tmp-`` and
 are ignored, and removed when their container is next loaded.
 
+What "acknowledged" guarantees: the object's bytes and trailer are fsync'ed before
+the rename, so a killed server loses nothing it acknowledged.  The rename's directory
+entry reaches the disk with the file system's next journal commit (seconds on ext4);
+after a *power failure* in that window the object may be missing (never partial),
+unless the store runs with ``sync_dirs=True``, which fsyncs the directory too.
+
 Each container keeps a sorted in-memory index of its objects (name, ETag, size,
 content type, timestamp), loaded from the trailers on first use; listings with
 prefix/delimiter/marker are bisections in it.  One process owns a root at a time.
@@ -234,6 +240,28 @@ class _Container:
         self.entries = {}               # name -> (etag, size, content_type, timestamp)
         self.bytes_used = 0
         self.last_modified = self.timestamp
+        self.renames = 0                # renames committed so far (under lock)
+        self.synced = 0                 # renames known to be durable (under sync_lock)
+        self.sync_lock = threading.Lock()
+
+    def sync_dir(self, upto):
+        """Make the directory entries of renames up to number ``upto`` durable (worker thread).
+
+        Group commit: while one thread fsyncs the directory, others wait on the lock,
+        and an fsync that started after their rename covers them, so N concurrent
+        uploads cost far fewer than N directory fsyncs.
+        """
+        with self.sync_lock:
+            if self.synced >= upto:
+                return
+            with self.lock:
+                target = self.renames
+            fd = os.open(self.objects_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.synced = target
 
     def load(self):
         """Scan the objects directory and build the index (runs in a worker thread)."""
@@ -281,6 +309,8 @@ class _Container:
                 os.unlink(tmp)
                 raise NotFound(f"container {self.name!r} was deleted during the upload")
             os.replace(tmp, self.object_path(info.name))
+            self.renames += 1
+            number = self.renames
             old = self.entries.get(info.name)
             if old is None:
                 bisect.insort(self.names, info.name)
@@ -289,6 +319,7 @@ class _Container:
             self.entries[info.name] = (info.etag, info.size, info.content_type, info.timestamp)
             self.bytes_used += info.size
             self.last_modified = max(self.last_modified, info.timestamp)
+        return number
 
     def remove(self, name):
         """Unlink an object and drop it from the index (worker thread)."""
@@ -390,10 +421,15 @@ class Store:
         workers: threads for blocking disk I/O (fsync); more threads let more
             concurrent uploads wait on the disk at once.
         max_object_size: the largest object accepted, in bytes.
+        sync_dirs: also fsync the directory after each rename (grouped across concurrent
+            writes) before acknowledging, so that the rename itself survives a power failure.
+            Off by default: temp file + fsync + rename already survives any crash of the
+            server process, and costs about a quarter of small-write throughput here.
     """
 
-    def __init__(self, root, workers=16, max_object_size=MAX_FILE_SIZE):
+    def __init__(self, root, workers=16, max_object_size=MAX_FILE_SIZE, sync_dirs=False):
         self.root = os.path.abspath(os.fspath(root))
+        self.sync_dirs = sync_dirs
         self.max_object_size = max_object_size
         self._accounts_dir = os.path.join(self.root, "accounts")
         os.makedirs(self._accounts_dir, exist_ok=True)
@@ -692,7 +728,11 @@ class Store:
             os.unlink(tmp)
             raise
         os.close(fd)
-        c.commit(tmp, info)
+        self._durable(c, c.commit(tmp, info))
+
+    def _durable(self, c, number):
+        if self.sync_dirs:
+            c.sync_dir(number)
 
     def _seal(self, fd, c, tmp, info):
         try:
@@ -700,7 +740,7 @@ class Store:
             os.fsync(fd)
         finally:
             os.close(fd)
-        c.commit(tmp, info)
+        self._durable(c, c.commit(tmp, info))
 
     async def head_object(self, account, container, name):
         """Everything stored about an object except its bytes.
@@ -785,7 +825,7 @@ class Store:
                     os.close(dst)
             finally:
                 os.close(src)
-            c.commit(tmp, info)
+            self._durable(c, c.commit(tmp, info))
             return info
         try:
             return await self._run(rewrite)
