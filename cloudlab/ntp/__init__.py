@@ -27,7 +27,7 @@ from .clock import Clock
 from .hierarchy import Hierarchy
 from .packet import NTP_PORT, Sample, exchange
 from .server import NTPServer, RateLimit
-from .sync import Syncer, parse_address
+from .sync import Syncer
 
 __all__ = ["TimeService", "NTPServer", "RateLimit", "Client", "Clock", "Hierarchy", "Syncer",
            "Sample", "exchange", "query", "describe", "add_arguments", "main", "NTP_PORT"]

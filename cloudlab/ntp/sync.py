@@ -28,7 +28,7 @@ import threading
 import time
 
 from ..errors import CloudlabError, InvalidInput
-from .packet import LEAP_NONE, LEAP_UNSYNC, PHI, PRECISION, STRATUM_UNSYNC, exchange, refid_bytes
+from .packet import LEAP_NONE, LEAP_UNSYNC, PHI, PRECISION, STRATUM_UNSYNC, exchange
 
 STEP_THRESHOLD = 0.128
 MAX_SLEW_PPM = 50_000
