@@ -105,6 +105,7 @@ class HostState:
     netns: str = None
     netns_created: bool = False
     pids: dict = dataclasses.field(default_factory=dict)
+    netns_inode: int = 0       # identifies the namespace even after it is deleted
 
     @property
     def domain_type(self):
@@ -299,7 +300,8 @@ def up(progress=None):
                 if created:
                     netns.delete(ns)
                 raise
-            state = HostState(uri=uri, accel=accel, private=True, netns=ns, netns_created=created, pids=pids)
+            state = HostState(uri=uri, accel=accel, private=True, netns=ns, netns_created=created, pids=pids,
+                              netns_inode=os.stat(netns.path(ns)).st_ino if ns else 0)
             where = f" in network namespace {ns}" if ns else ""
             say(f"started libvirtd (pid {pids.get('libvirtd')}) and virtlogd{where}, accelerator {accel}")
         _save_state(state)
@@ -340,29 +342,40 @@ def down(quiet=False):
                 _stop_pid(state.pids[name])
     if state.netns and state.netns_created:
         netns.delete(state.netns)
+    # leftovers() compares what is still running with what this host was
+    (state_dir() / "last-down.json").write_text(json.dumps(dataclasses.asdict(state)))
     _state_file().unlink(missing_ok=True)
     if not quiet:
         print("host: down", flush=True)
 
 
 def leftovers(prefix=None):
-    """What of the lab is still here after ``down()``: processes, namespace, files (empty when clean).
+    """What of the lab host is still here after ``down()`` (empty when all is clean).
 
-    Looks for QEMU guests and dnsmasq instances named with the prefix, daemons
-    started from this state folder, the lab's network namespace, and files with
-    the prefix under the labs' state folders.
+    Processes count when they run in the namespace the host had (compared by
+    inode, so other labs in other namespaces are not mistaken for ours), or,
+    without a namespace, when they are QEMU guests or dnsmasq instances named
+    with the prefix; also the daemons ``up()`` started, the namespace itself, and
+    files with the prefix under the labs' state folders.
     """
     prefix = prefix or config.prefix()
     found = []
-    marks = [f"guest={prefix}", f"/dnsmasq/{prefix}", str(state_dir())]
+    try:
+        last = json.loads((state_dir() / "last-down.json").read_text())
+    except (OSError, ValueError):
+        last = {}
+    inode = last.get("netns_inode") or 0
+    marks = [f"guest={prefix}", f"/dnsmasq/{prefix}"]
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ns_inode = os.stat(proc / "ns" / "net").st_ino
         except OSError:
             continue
-        if any(mark in cmdline for mark in marks) and "cloudlab host" not in cmdline:
+        ours = (ns_inode == inode) if inode else any(mark in cmdline for mark in marks)
+        if ours or int(proc.name) in (last.get("pids") or {}).values():
             found.append(f"process {proc.name}: {cmdline[:120]}")
     ns = config.netns()
     if ns and netns.exists(ns) and load_state() is None:
@@ -420,13 +433,19 @@ def clean(prefix, conn=None, everything=False):
     finally:
         if own:
             conn.close()
+    # Files: those of the domains removed here, and, for one lab's own prefix, all
+    # files with it.  Never every file with the global prefix: labs of another host
+    # (another namespace) share CLOUDLAB_HOME and their servers may be running.
+    gone = [r.split(" ", 1)[1] for r in removed if r.startswith("domain ")]
+    lab_prefix = prefix if len(prefix) > len(config.prefix()) else None
     home = config.home()
     if home.is_dir():
         for lab_dir in home.iterdir():
             if not lab_dir.is_dir() or lab_dir.name in ("host", "images"):
                 continue
             for item in lab_dir.iterdir():
-                if item.name.startswith(prefix):
+                if (lab_prefix and item.name.startswith(lab_prefix)) or \
+                        any(item.name.startswith(d + ".") or item.name.startswith(d + "-") for d in gone):
                     if item.is_dir() and not item.is_symlink():
                         shutil.rmtree(item, ignore_errors=True)
                     else:

@@ -26,7 +26,7 @@ def lab():
 
 def test_host_lives_in_the_test_namespace(lab):
     h = lab.host
-    assert h.netns == config.netns() == "cloudlab-test"
+    assert h.netns and h.netns == config.netns()      # make test and conftest always set one
     # the lab's bridge exists inside the namespace and not on the machine itself
     inside = subprocess.run(["ip", "-n", h.netns, "link", "show", h.bridge], capture_output=True)
     outside = subprocess.run(["ip", "link", "show", h.bridge], capture_output=True)
