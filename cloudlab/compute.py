@@ -327,7 +327,10 @@ class Compute:
             with libvirt_errors(f"starting server {name}"):
                 dom.create()
         except BaseException:
-            self._remove(dom, domain_name)
+            try:
+                self._remove(dom, domain_name)
+            except CloudlabError:
+                pass    # the first error is the one to report; clean-up removes leftovers
             raise
         finally:
             with self._lock:

@@ -309,7 +309,7 @@ class Server:
         """
         with self._lock:
             if not self._running():
-                self._task = None
+                self._task = self._failed = None
                 return self
             graceful = self.status == ACTIVE
             with libvirt_errors(f"stopping server {self.name}"):
@@ -328,6 +328,7 @@ class Server:
                         if self._running():     # not just "it stopped meanwhile"
                             raise exc
             self._task = None
+            self._failed = None     # off is off: an ERROR from a failed boot ends here
             if self._agent is not None:
                 self._agent.close()
         return self

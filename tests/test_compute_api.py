@@ -12,6 +12,7 @@ boots real guests).
 
 import itertools
 import threading
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -254,6 +255,32 @@ def test_wait_timeout_shows_the_console(compute):
         compute.wait_for_server(server, timeout=0.2)
     assert "Kernel panic - not syncing" in str(err.value)
     assert server.console_log(lines=1) == "Kernel panic - not syncing: VFS"
+
+
+def test_a_guest_that_never_gets_ready_is_left_in_error(compute):
+    with pytest.raises(cl.ResourceTimeout) as err:
+        compute.create_server("web1", timeout=0.2)
+    assert "last console lines" in str(err.value)
+    server = compute.get_server("web1")
+    assert server.status == "ERROR"
+    server.stop()
+    assert server.status == SHUTOFF
+    server.delete()
+    assert compute.list_servers() == []
+
+
+def test_a_failed_create_leaves_nothing(compute, lab, tmp_path):
+    # an image whose base disk was overwritten with junk: qemu-img refuses it as a backing file
+    disk = tmp_path / "small.qcow2"
+    compute_mod.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "8M"], "test disk")
+    image = compute.images.import_image("vanishing", disk)
+    Path(image.disk).write_bytes(b"not a disk" * 100)
+    with pytest.raises(cl.CloudlabError) as err:
+        compute.create_server("web1", image="vanishing", wait=False)
+    assert "qemu-img" in str(err.value)
+    assert not [n for n in domain_names(compute) if n.startswith(lab.prefix)]
+    assert list(compute.server_dir.glob(lab.prefix + "*")) == []
+    compute.images.delete_image("vanishing")
 
 
 def test_run_needs_an_active_server(compute):
