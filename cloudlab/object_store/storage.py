@@ -300,6 +300,7 @@ class _Container:
             self.loaded = True
 
     def object_path(self, name):
+        """The file of object ``name``: its SHA-256, never the name itself."""
         return os.path.join(self.objects_dir, _hash(name, 64) + ".obj")
 
     def commit(self, tmp, info):
@@ -671,13 +672,10 @@ class Store:
         if isinstance(body, (bytes, bytearray, memoryview)):
             if len(body) > self.max_object_size:
                 raise TooLarge(f"object is {len(body)} bytes; the limit is {self.max_object_size}")
-            md5.update(body)
             info.size = len(body)
-            self._finish(info, md5, expected_etag, etag)
-            # small object: one thread hop does the whole durable write.  (Writing inline and
-            # sending only the fsync to a thread measured slower: creating and renaming files
-            # wait on the journal while other fsyncs run, and that wait would stall the loop.)
-            await self._run(self._write_small, c, tmp, bytes(body), info)
+            # small object: one thread hop hashes, checks and durably writes it; the event
+            # loop thread never waits for the disk, nor for the GIL after hashing
+            await self._run(self._write_small, c, tmp, bytes(body), info, md5, expected_etag, etag)
             return info
         fd = await self._run(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -716,12 +714,12 @@ class Store:
                                fix="send the MD5 hex digest of the exact bytes uploaded, or no ETag")
         info.etag = etag or digest
 
-    def _write_small(self, c, tmp, data, info):
+    def _write_small(self, c, tmp, data, info, md5, expected_etag, etag):
+        md5.update(data)
+        self._finish(info, md5, expected_etag, etag)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, data + _trailer_bytes(info) if len(data) <= CHUNK else data)
-            if len(data) > CHUNK:
-                os.write(fd, _trailer_bytes(info))
+            os.write(fd, data + _trailer_bytes(info))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
