@@ -25,6 +25,7 @@ from pathlib import Path
 
 import libvirt
 
+from . import config
 from . import domain as domain_xml
 from .agent import channel_xml, check_socket_path
 from .errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded, ResourceTimeout
@@ -523,14 +524,17 @@ def _destroy_and_undefine(dom):
 
 
 def cleanup(conn, prefix, home):
-    """Remove every server domain and server file whose name starts with ``prefix``; nothing else.
+    """Remove the server domains whose names start with ``prefix``, and their files; nothing else.
 
-    Used by the host's clean-up (``python -m cloudlab clean``) after a crash left
-    servers behind.
+    Files go when their domain was removed here, or, for one lab's own prefix
+    (``cloudlab-NAME-``), whenever they carry it.  Never every file with the global
+    prefix: labs of another lab host (another network namespace) share the home
+    folder and their servers may be running.  ``cloudlab.host.clean`` follows the
+    same rule.
 
     Args:
         conn: an open ``libvirt.virConnect``.
-        prefix: e.g. ``cloudlab-`` (every lab) or ``cloudlab-lab-`` (one lab).
+        prefix: e.g. ``cloudlab-`` (every lab on this host) or ``cloudlab-lab-`` (one lab).
         home: ``config.home()``; server files live in ``home/<lab>/``.
     Returns:
         names of the domains and files removed.
@@ -539,11 +543,15 @@ def cleanup(conn, prefix, home):
     with libvirt_errors("listing domains for clean-up"):
         doms = conn.listAllDomains()
     for dom in doms:
-        if dom.name().startswith(prefix):
+        name = dom.name()
+        if name.startswith(prefix):
             _destroy_and_undefine(dom)
-            removed.append(dom.name())
+            removed.append(name)
+    whole_lab = len(prefix) > len(config.prefix())
     for path in sorted(Path(home).glob(f"*/{prefix}*")):
-        if path.suffix in SERVER_SUFFIXES and (path.is_file() or path.is_socket()):
+        if path.suffix not in SERVER_SUFFIXES or not (whole_lab or path.stem in removed):
+            continue
+        if path.is_file() or path.is_socket():
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed

@@ -400,5 +400,11 @@ def test_cleanup_removes_the_prefix_and_nothing_else(compute, lab, tmp_path):
     assert not [n for n in domain_names(compute) if n.startswith(lab.prefix)]
     assert sorted(p.name for p in compute.server_dir.iterdir()) == ["notes.log"]
     assert kept.status == BUILD and kept.disk.exists()
+    # with the global prefix: domains and their files, but not files of domains elsewhere
+    elsewhere = compute.server_dir / f"{lab.prefix}ghost.qcow2"
+    elsewhere.write_text("a server of a lab host in another namespace")
+    removed = compute_mod.cleanup(compute.conn, "cloudlab-", tmp_path / "home")
+    assert other_lab.prefix + "web1" in removed and not kept.disk.exists()
+    assert elsewhere.exists()
     other.stop()
     assert isinstance(compute.conn, libvirt.virConnect)
