@@ -169,6 +169,7 @@ class Compute:
         errors = []
 
         def delete(server):
+            """Delete one server, noting (not raising) its error so the others are still tried."""
             try:
                 self.delete_server(server)
             except CloudlabError as exc:
