@@ -694,8 +694,8 @@ class Store:
             if buf:
                 await self._run(_write_hashed, fd, md5, b"".join(buf))
             self._finish(info, md5, expected_etag, etag)
-            await self._run(self._seal, fd, c, tmp, info)
-            fd = None
+            sealing, fd = fd, None      # _seal owns (and closes) the file from here on
+            await self._run(self._seal, sealing, c, tmp, info)
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -719,7 +719,7 @@ class Store:
         self._finish(info, md5, expected_etag, etag)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, data + _trailer_bytes(info))
+            _write_all(fd, data + _trailer_bytes(info))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -733,11 +733,15 @@ class Store:
             c.sync_dir(number)
 
     def _seal(self, fd, c, tmp, info):
+        """Append the trailer, fsync, close and commit; closes ``fd`` and removes ``tmp`` on failure."""
         try:
-            os.write(fd, _trailer_bytes(info))
+            _write_all(fd, _trailer_bytes(info))
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
         self._durable(c, c.commit(tmp, info))
 
     async def head_object(self, account, container, name):
@@ -901,12 +905,16 @@ def _merge(old, new):
     return merged
 
 
-def _write_hashed(fd, md5, data):
-    # hashlib releases the GIL on large buffers, so hashing here keeps the loop free
-    md5.update(data)
+def _write_all(fd, data):
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _write_hashed(fd, md5, data):
+    # hashlib releases the GIL on large buffers, so hashing here keeps the loop free
+    md5.update(data)
+    _write_all(fd, data)
 
 
 def _copy_range(src, dst, size):

@@ -17,6 +17,7 @@ a valid token, 403 for another account, 404, 409 for a non-empty container.
 """
 
 import email.utils
+import errno
 import functools
 import json
 import math
@@ -301,6 +302,10 @@ class SwiftAPI:
             raise SwiftError(413, exc.message) from None
         except InvalidInput as exc:
             raise SwiftError(400, exc.message) from None
+        except OSError as exc:
+            # the disk said no (full, read-only, I/O error): nothing was committed
+            status = 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 503
+            raise SwiftError(status, f"the store could not write to its disk: {exc.strerror}") from None
 
     # ---- account -------------------------------------------------------------------
 
