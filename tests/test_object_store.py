@@ -245,6 +245,15 @@ def test_content_type_guessed_from_name_when_missing(server, conn, container):
     assert conn.head_object(container, "pic.png")["content-type"] == "image/png"
 
 
+@pytest.mark.parametrize("size", [10, 300 * 1024])
+def test_content_type_with_parameters_is_kept_exactly(conn, container, size):
+    ctype = "text/plain; charset=utf-8; format=flowed"
+    conn.put_object(container, "typed", b"t" * size, content_type=ctype)
+    headers, body = conn.get_object(container, "typed")
+    assert headers["content-type"] == ctype and len(body) == size
+    assert conn.head_object(container, "typed")["content-type"] == ctype
+
+
 def test_etag_mismatch_is_422_and_nothing_stored(conn, container):
     assert status_of(conn.put_object, container, "bad", b"abc", etag="0" * 32) == 422
     assert status_of(conn.head_object, container, "bad") == 404

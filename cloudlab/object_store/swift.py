@@ -528,15 +528,8 @@ class SwiftAPI:
                 reader.restrict(first, last - first + 1)
                 headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
                 status = 206
-            ctype = headers.pop("Content-Type")
             if reader.length <= INLINE_READ:
-                body = await reader.read()
-                resp = web.Response(status=status, body=body, headers=headers)
-                resp.content_type = ctype.split(";")[0]
-                if "charset=" in ctype:
-                    resp.headers["Content-Type"] = ctype
-                return resp
-            headers["Content-Type"] = ctype
+                return web.Response(status=status, body=await reader.read(), headers=headers)
             resp = web.StreamResponse(status=status, headers=headers)
             resp.content_length = reader.length
             await resp.prepare(request)
