@@ -266,6 +266,10 @@ def test_chunked_upload(conn, container):
     etag = conn.put_object(container, "chunked.bin", io.BytesIO(body), chunk_size=65536)
     assert etag == hashlib.md5(body).hexdigest()
     assert conn.get_object(container, "chunked.bin")[1] == body
+    # a range across the 1 MiB read-chunk boundary of a large object (streamed answer)
+    first, last = (1 << 20) - 100, (2 << 20) + 100
+    h, part = conn.get_object(container, "chunked.bin", headers={"Range": f"bytes={first}-{last}"})
+    assert part == body[first:last + 1] and h["content-range"] == f"bytes {first}-{last}/{len(body)}"
 
 
 def test_missing_content_length_is_411(server, conn, container):
@@ -377,6 +381,21 @@ def test_copy_and_x_copy_from(server, conn, container):
     assert b2 == b"payload" and "x-object-meta-keep" not in h2
     assert status_of(conn.put_object, container, "dst3", None, headers={"X-Copy-From": f"{container}/nope"}) == 404
     assert raw(server, "COPY", f"/v1/AUTH_test/{container}/src", {}, conn=conn)[0] == 412
+
+
+def test_disk_errors_answer_503_and_store_nothing(server, conn, container):
+    """A container whose directory vanished behind the store's back: a clear 503, no traceback."""
+    import shutil
+    from cloudlab.object_store.storage import _hash
+    objects = Path(server.root) / "accounts" / _hash("AUTH_test") / "containers" / _hash(container) / "objects"
+    assert objects.is_dir()
+    shutil.rmtree(objects)
+    try:
+        status, _, body = raw(server, "PUT", f"/v1/AUTH_test/{container}/lost", {}, b"data", conn=conn)
+        assert status == 503 and b"could not write to its disk" in body
+        assert status_of(conn.head_object, container, "lost") == 404
+    finally:
+        objects.mkdir()
 
 
 def test_nul_and_bad_utf8_in_path_are_412(server, conn, container):

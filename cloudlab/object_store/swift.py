@@ -47,9 +47,11 @@ LIMITS = {
     "max_container_name_length": MAX_CONTAINER_NAME,
     "extra_header_count": 0,
 }
-# object headers kept with the object besides metadata (Swift's allowed_headers default)
+# object headers kept with the object besides metadata (Swift's allowed_headers default,
+# less X-Delete-At and X-Object-Manifest: expiry and manifests are not implemented, and
+# keeping a header whose behaviour is missing would mislead)
 KEPT_HEADERS = ("content-disposition", "content-encoding", "content-language", "cache-control",
-                "expires", "x-robots-tag", "x-delete-at", "x-object-manifest")
+                "expires", "x-robots-tag")
 SMALL_BODY = 1 << 20        # bodies up to this size are read whole, then written in one step
 RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
