@@ -59,8 +59,13 @@ PRECISION = measure_precision(200)
 
 
 def short(seconds):
-    """Encode seconds as NTP's 32-bit short format (16.16 fixed point), saturating."""
-    return max(0, min(0xFFFFFFFF, int(seconds * 65536.0)))
+    """Encode seconds as NTP's 32-bit short format (16.16 fixed point), saturating.
+
+    Rounded up, not down: root delay and dispersion are error bounds, and a bound
+    of a few microseconds (a loopback upstream) must not be sent as zero, which
+    would claim a perfect path (one unit is about 15 µs).
+    """
+    return max(0, min(0xFFFFFFFF, math.ceil(seconds * 65536.0)))
 
 
 def refid_bytes(refid):
