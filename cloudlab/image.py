@@ -237,7 +237,13 @@ def _make_disk(path, rootfs, size_mib):
 
 def _image_from_dir(name, directory, manifest):
     disk = directory / manifest["disk"]
-    return Image(name=name, format=manifest["format"], size=disk.stat().st_size,
+    try:
+        size = disk.stat().st_size
+    except FileNotFoundError:
+        raise NotFound(f"the disk of image {name!r} is missing ({disk.name} in its folder)",
+                       fix=f"delete the image (lab.image.delete_image({name!r})) and create or import it again"
+                       if name != DEFAULT_IMAGE else "rebuild it: python -m cloudlab image build --force") from None
+    return Image(name=name, format=manifest["format"], size=size,
                  virtual_size=manifest["virtual_size"], checksum=manifest["checksum"],
                  disk=str(disk), kernel=str(directory / "vmlinux"), initrd=str(directory / "initrd.img"),
                  cmdline=manifest["cmdline"], min_ram_mib=manifest.get("min_ram_mib", MIN_RAM_MIB),
@@ -483,7 +489,8 @@ class ImageService:
         if name == DEFAULT_IMAGE:
             raise InvalidInput("the default image cannot be deleted",
                                fix="delete images you created or imported")
-        self.get_image(name)
+        if not (isinstance(name, str) and NAME_RE.match(name) and (self.root / name / "image.json").is_file()):
+            self.get_image(name)          # raises NotFound listing the valid names
         with self._lock:
             shutil.rmtree(self.root / name)
 

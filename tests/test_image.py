@@ -158,3 +158,13 @@ def test_registry_imports_raw_disk(registry, tmp_path):
     img = registry.import_image("rawdisk", raw)
     assert img.format == "raw" and img.virtual_size == 8 * 2**20
     assert img.checksum == image_mod.md5_file(raw)
+
+
+def test_image_with_a_lost_disk_is_reported_and_deletable(registry):
+    img = registry.create_image("lost", size_mib=10)
+    __import__("os").unlink(img.disk)
+    with pytest.raises(NotFound) as err:
+        registry.get_image("lost")
+    assert "missing" in str(err.value) and "delete_image" in str(err.value)
+    registry.delete_image("lost")
+    assert "lost" not in [p.name for p in registry.root.iterdir()]
