@@ -62,8 +62,10 @@ MODULE_GROUPS = [
     ("9p", "1af4:1009 1af4:1049", ["9pnet_virtio", "9p"]),
 ]
 MODULES = [m for _, _, modules in MODULE_GROUPS for m in modules]
-# quiet: every console byte is a trap into the emulator; the guest's own lines still show
-CMDLINE = "console=ttyS0 quiet"
+# quiet: every console byte is a trap into the emulator; the guest's own lines still show.
+# cryptomgr.notests: skip the kernel's self-tests of its crypto algorithms, which
+# take a quarter of the kernel's boot under emulation (measured: 3.0 s -> 2.5 s to ready).
+CMDLINE = "console=ttyS0 quiet cryptomgr.notests"
 MIN_RAM_MIB = 96
 READY_MARKER = "cloudlab-ready"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
@@ -194,19 +196,18 @@ def _compile_sntp(target):
     _run([gcc, "-static", "-Os", "-s", "-o", str(target), str(GUEST_DIR / "sntp.c")])
 
 
-def _make_initramfs(path, rootfs, modules_dir, module_paths):
-    """The initramfs: the staged system plus /init, /dev/console and the modules."""
+# applets /init uses; the initramfs holds only these (the system is on the root disk)
+INIT_APPLETS = ["sh", "mount", "umount", "insmod", "usleep", "switch_root", "poweroff", "echo", "["]
+
+
+def _make_initramfs(path, busybox, modules_dir, module_paths):
+    """The initramfs: busybox with the applets /init needs, /init, /dev/console and the modules."""
     archive = Archive()
-    for item in sorted(rootfs.rglob("*")):
-        rel = str(item.relative_to(rootfs))
-        mode = item.lstat().st_mode & 0o7777
-        if item.is_symlink():
-            archive.symlink(rel, os.readlink(item))
-        elif item.is_dir():
-            archive.directory(rel, mode)
-        else:
-            archive.file(rel, item.read_bytes(), mode)
-    archive.directory("newroot")
+    for d in ("bin", "dev", "proc", "sys", "newroot"):
+        archive.directory(d)
+    archive.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+    for applet in INIT_APPLETS:
+        archive.symlink(f"bin/{applet}", "busybox")
     archive.char_device("dev/console", 5, 1)
     archive.file("init", (GUEST_DIR / "init").read_bytes(), 0o755)
     archive.directory("lib")
@@ -321,7 +322,7 @@ def _build_into(target, package, busybox, say):
         say(f"initramfs: busybox and {len(seen)} modules")
         rootfs = out / "rootfs"
         _stage_rootfs(rootfs, busybox)
-        _make_initramfs(out / "initrd.img", rootfs, modules_dir, module_paths)
+        _make_initramfs(out / "initrd.img", busybox, modules_dir, module_paths)
         say(f"base disk: ext4, {DISK_MIB} MiB virtual, qcow2")
         _make_disk(out / "disk.qcow2", rootfs, DISK_MIB)
         info = qemu_img_info(out / "disk.qcow2")

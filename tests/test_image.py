@@ -62,8 +62,9 @@ def test_default_image_has_what_a_server_boots():
     listing = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(img.initrd, "rb"),
                              capture_output=True, text=True, check=True).stdout.split()
     for needed in ("init", "lib/modules/virtio_blk.ko", "lib/modules/ext4.ko",
-                   "lib/modules/modules.load", "usr/sbin/cloudlab-agent", "dev/console"):
+                   "lib/modules/modules.load", "bin/switch_root", "dev/console"):
         assert needed in listing
+    assert "usr/sbin/cloudlab-agent" not in listing     # the system lives on the disk, not in RAM
 
 
 def test_module_list_puts_dependencies_first():
