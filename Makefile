@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# JupyterLab refuses to run as root unless told; root is how CI and containers run
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 JUPYTER_PORT ?= 8888
 
 # Debian packages the lab uses (see README: troubleshooting).  The kernel for the guest
@@ -64,7 +66,7 @@ lab: setup
 	@$(VPY) -m cloudlab host up
 	@$(VPY) -m cloudlab doctor || true
 	@echo "== JupyterLab on http://127.0.0.1:$(JUPYTER_PORT)/ (the URL with its token follows)"
-	@$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
+	@$(VENV)/bin/jupyter lab --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
 		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/labs/00_start_here.ipynb
 
 # The host comes up once for the whole run and always goes down, pass or fail.
