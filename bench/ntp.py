@@ -20,7 +20,6 @@ Both servers run as separate processes on 127.0.0.1, each ended by its PID.
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from cloudlab.ntp import NTPServer, query  # noqa: E402
+from cloudlab.process import stop_process  # noqa: E402
 
 ROUNDS = int(os.environ.get("NTP_BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("NTP_BENCH_SECONDS", "3"))
@@ -61,13 +61,8 @@ def wait_answering(port, proc, timeout=10):
 
 
 def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """End a server this benchmark started (by its handle, so by PID)."""
+    stop_process(proc)
 
 
 def load(loadgen, port):

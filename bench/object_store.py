@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cloudlab import config  # noqa: E402
+from cloudlab.process import stop_process  # noqa: E402
 
 SWIFT_VERSION = "2.38.3"
 CLIENTS = 8             # concurrent clients for the small-object load
@@ -72,13 +73,7 @@ def wait_listening(port, proc, what, timeout=60):
 
 def stop(proc):
     """End one process this benchmark started, by its PID: TERM, then KILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, timeout=10)
 
 
 # ---------------------------------------------------------------------------- the peer

@@ -58,7 +58,7 @@ def _stub_domain(name):
 
 def test_clean_removes_exactly_the_prefixed_resources(lab):
     conn = lab.host.connect()
-    mine = conn.defineXML(_stub_domain(f"{lab.prefix}leftover"))
+    conn.defineXML(_stub_domain(f"{lab.prefix}leftover"))
     other = conn.defineXML(_stub_domain("someone-elses"))
     (lab.home / f"{lab.prefix}leftover.qcow2").write_bytes(b"x")
     (lab.home / "not-ours.txt").write_bytes(b"x")

@@ -6,7 +6,6 @@ real qcow2 disks with mke2fs and qemu-img.
 """
 
 import json
-import shutil
 import subprocess
 
 import pytest

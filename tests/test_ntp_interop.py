@@ -8,7 +8,6 @@ network namespace the test creates and removes.  Every process here is ended by 
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from cloudlab import config
 from cloudlab.ntp import NTPServer, exchange, query
+from cloudlab.process import stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHRONYD = shutil.which("chronyd") or ("/usr/sbin/chronyd" if os.path.exists("/usr/sbin/chronyd") else None)
@@ -63,12 +63,7 @@ def chrony_server(tmp_path_factory):
                 proc.kill()
                 pytest.fail(f"chronyd did not start: {proc.stderr.read().decode()}")
     yield port
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 @needs_chrony
@@ -132,12 +127,7 @@ def test_ntpdate_reads_our_server_on_port_123_in_a_namespace():
         assert match.group(3) == "1" and match.group(4) == "no-leap"
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         subprocess.run(["ip", "netns", "del", netns], check=False)
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 

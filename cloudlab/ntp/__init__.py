@@ -22,6 +22,7 @@ import sys
 import threading
 
 from ..errors import InvalidInput, MissingPrerequisite
+from ..process import stop_process
 from .client import Client, describe, query
 from .clock import Clock
 from .hierarchy import Hierarchy
@@ -113,13 +114,7 @@ class TimeService:
         for s in reversed(self.servers):
             s.stop()
         for proc in self.guest_servers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
         self.hierarchies, self.servers, self.guest_servers, self.server = [], [], [], None
 
     def __repr__(self):
