@@ -273,7 +273,8 @@ class Compute:
             profile: device profile, ``virtio`` or ``emulated`` (see :mod:`cloudlab.domain`).
             wait: wait until the guest is ready.
             timeout: seconds to wait for ready.
-            kernel_args: extra kernel command-line arguments (e.g. ``cloudlab.ntp=ADDR``).
+            kernel_args: extra kernel command-line arguments (e.g. ``cloudlab.ntp=ADDR``; by
+                default the lab's NTP server for guests, once ``lab.ntp.serve_guests()`` runs).
         Raises:
             InvalidInput: a bad name or profile, or a flavor too small for the image.
             NotFound: unknown image, flavor or network (the message lists the valid ones).
@@ -317,6 +318,10 @@ class Compute:
                     "profile": profile.name, "network": network or "", "created": f"{time.time():.3f}",
                     "disk": str(disk), "console": str(console), "socket": str(socket_path)}
             cmdline = f"{image.cmdline} cloudlab.hostname={name} {kernel_args}".strip()
+            # the lab's time server, when it serves guests: every node syncs from the controller
+            guest_ntp = getattr(self.lab._services.get("ntp"), "guest_ntp", None) if self.lab else None
+            if guest_ntp and "cloudlab.ntp=" not in cmdline:
+                cmdline += f" cloudlab.ntp={guest_ntp}"
             xml = domain_xml.server_domain(
                 domain_name, domain_type=self.host.domain_type, vcpus=flavor.vcpus, ram_mib=flavor.ram_mib,
                 profile=profile, kernel=image.kernel, initrd=image.initrd, cmdline=cmdline,

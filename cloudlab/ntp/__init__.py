@@ -47,6 +47,7 @@ class TimeService:
         self.servers = []
         self.hierarchies = []
         self.guest_servers = []
+        self.guest_ntp = None      # "ADDR[:PORT]" guests sync from, once serve_guests() runs
 
     def start(self):
         """Start the lab's stratum 1 server on 127.0.0.1 (a free port)."""
@@ -77,17 +78,21 @@ class TimeService:
         self.hierarchies.append(h)
         return h
 
-    def serve_guests(self, address, netns=None, port=NTP_PORT):
+    def serve_guests(self, address, netns=None, port=NTP_PORT, offset=0.0):
         """Serve stratum 1 NTP on ``address:port`` inside the lab's network namespace, for guests.
 
-        Guests (busybox ``ntpd -p ADDR``) need UDP 123 on the lab bridge's address, which
-        lives in the lab namespace; a thread cannot enter another namespace, so this runs
+        Guests (the image's ``cloudlab-sntp``, told by ``cloudlab.ntp=ADDR`` on the kernel
+        command line) reach UDP 123 on the lab bridge's address, which lives in the lab
+        namespace; a thread cannot enter another namespace, so this runs
         ``python -m cloudlab ntp serve`` there as a child process, ended by its PID on stop.
+        Servers the lab's compute service creates afterwards sync from it, as OpenStack's
+        install guide has every node sync from the controller.
 
         Args:
-            address: the address guests reach (e.g. the lab bridge's).
+            address: the address guests reach (e.g. the lab bridge's, ``lab.host.gateway``).
             netns: network namespace name; the lab's (``CLOUDLAB_NETNS``) by default.
             port: UDP port, 123 by default.
+            offset: seconds this server's clock is set off (to watch guests follow).
         Raises:
             MissingPrerequisite: not root, or no namespace given.
         """
@@ -101,10 +106,11 @@ class TimeService:
                                       fix="set CLOUDLAB_NETNS or pass netns=")
         log = open(self.lab.home / f"{self.lab.prefix}ntp-guests.log", "ab")
         cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "cloudlab", "ntp", "serve",
-               "--address", address, "--port", str(port), "--stratum1"]
+               "--address", address, "--port", str(port), "--stratum1", "--offset", str(float(offset))]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.guest_servers.append(proc)
+        self.guest_ntp = address if port == NTP_PORT else f"{address}:{port}"
         return proc
 
     def stop(self):
@@ -116,6 +122,7 @@ class TimeService:
         for proc in self.guest_servers:
             stop_process(proc)
         self.hierarchies, self.servers, self.guest_servers, self.server = [], [], [], None
+        self.guest_ntp = None
 
     def __repr__(self):
         return f"<TimeService {len(self.servers)} servers, stratum 1 at {self.server.url if self.server else '-'}>"
