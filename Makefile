@@ -39,6 +39,8 @@ system:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# the guest kernel is fetched with apt-get download: apt must know the package
+	@apt-cache show linux-image-amd64 >/dev/null 2>&1 || $(SUDO) apt-get update -qq
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "== python environment ($(VENV))"
