@@ -14,8 +14,10 @@ The peer is OpenStack Swift 2.38.3 from PyPI in its own virtual environment unde
 (``$CLOUDLAB_CACHE/bench-swift-venv``, created on the first run and reused): an all-in-one on
 127.0.0.1 with rings of one device, TempAuth, and memcached (Debian's) for its tokens, every
 server with ``workers = 0`` (one process each), all in a temporary folder on the same disk as
-cloudlab's store.  Both servers are driven through the Swift API by the same client code:
-raw ``http.client`` connections with keep-alive, one per client thread.  Both run at once
+cloudlab's store.  Both servers are driven through the Swift API by the same clients: for
+4 KiB objects, wrk (``bench/object_store_put.lua`` and ``_get.lua``) with 8 keep-alive
+connections, because a Python client costs more CPU per request than the servers it
+measures; for the large object, ``http.client`` (streaming, so bound by the servers).  Both run at once
 (the idle one costs nothing) and the measurements alternate in rounds, so that the load
 other programs put on this shared machine falls on both sides alike.
 
@@ -28,6 +30,7 @@ import http.client
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -333,28 +336,51 @@ def run_clients(clients, work):
         return time.perf_counter() - start
 
 
-def small_ops(auth_url, objects_per_client, container="bench-small"):
-    """4 KiB PUTs then GETs from ``CLIENTS`` concurrent clients; returns (ops per phase, PUT s, GET s)."""
+WRK_THREADS = 2        # wrk's threads (one per core); CLIENTS connections spread over them
+
+
+def wrk(url, script, seconds, *script_args):
+    """Run wrk with ``CLIENTS`` keep-alive connections; returns (requests/s, its output).
+
+    The small-object load comes from wrk (C, Debian's package), not from Python
+    threads: a Python client spends more CPU per request than the servers it
+    measures, and on a 2-core machine that CPU is taken from the server under test.
+
+    Raises:
+        RuntimeError: wrk is missing, or any response was not 2xx.
+    """
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed: `sudo apt-get install wrk` (make bench installs it)")
+    out = subprocess.run(["wrk", "-t", str(WRK_THREADS), "-c", str(CLIENTS), "-d", f"{seconds}s",
+                          "-s", str(REPO / "bench" / script), url, "--", *script_args],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    text = out.stdout + out.stderr
+    if out.returncode != 0 or "Non-2xx" in text or "Socket errors" in text:
+        raise RuntimeError(f"wrk against {url} failed:\n{text}")
+    for line in text.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1]), text
+    raise RuntimeError(f"wrk printed no rate:\n{text}")
+
+
+def small_ops(auth_url, seconds, container="bench-small"):
+    """4 KiB PUTs, then GETs of them, from ``CLIENTS`` concurrent connections for ``seconds`` each.
+
+    Returns (PUT/s, GET/s).
+    """
     storage_url, token = authenticate(auth_url)
-    clients = [Client(storage_url, token) for _ in range(CLIENTS)]
-    clients[0].request("PUT", f"/{container}")
-    body = os.urandom(SMALL_SIZE)
-
-    def put(i, c):
-        for n in range(objects_per_client):
-            c.request("PUT", f"/{container}/c{i}/o{n}", body=body,
-                      headers={"Content-Type": "application/octet-stream"})
-
-    def get(i, c):
-        for n in range(objects_per_client):
-            if len(c.request("GET", f"/{container}/c{i}/o{n}")) != SMALL_SIZE:
-                raise RuntimeError("short GET")
-
-    t_put = run_clients(clients, put)
-    t_get = run_clients(clients, get)
-    for c in clients:
-        c.close()
-    return CLIENTS * objects_per_client, t_put, t_get
+    client = Client(storage_url, token)
+    client.request("PUT", f"/{container}")
+    client.close()
+    path = urlsplit(storage_url).path.rstrip("/") + f"/{container}"
+    put_rate, text = wrk(storage_url, "object_store_put.lua", seconds, token, path)
+    per_thread = int(text.split("objects_per_thread")[1].split()[0])
+    # requests still in flight when wrk stopped may not have been stored: leave them out
+    objects = per_thread - CLIENTS
+    if objects < 1:
+        raise RuntimeError(f"only {per_thread} objects per wrk thread were written in {seconds} s")
+    get_rate, _ = wrk(storage_url, "object_store_get.lua", seconds, token, path, str(objects))
+    return put_rate, get_rate
 
 
 def large_transfer(auth_url, size):
@@ -414,7 +440,9 @@ def bare_put_limit(folder, objects_per_client):
 def main(argv=None):
     """Run the whole benchmark and print one ``name value`` line per figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=100, help="4 KiB objects per client (default 100)")
+    parser.add_argument("--seconds", type=int, default=4, help="seconds of each small-object phase (default 4)")
+    parser.add_argument("--objects", type=int, default=200,
+                        help="4 KiB files per thread of the bare write+fsync+rename loop (default 200)")
     parser.add_argument("--large-mib", type=int, default=64, help="size of the large object in MiB")
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds (default 3)")
     args = parser.parse_args(argv)
@@ -428,38 +456,38 @@ def main(argv=None):
         cloudlab_url = cloudlab.start()
         # This machine is shared and its load changes from second to second, so the
         # measurements alternate in rounds (Swift, bare loop, cloudlab, bare loop) and
-        # each figure sums its rounds: a busy spell then weighs on every side alike.
-        totals = {k: 0.0 for k in ("s_ops", "s_put", "s_get", "c_ops", "c_put", "c_get", "b_n", "b_t",
-                                   "s_large", "c_large")}
+        # each figure averages its rounds: a busy spell then weighs on every side alike.
+        put, get, s_put, s_get, bare, s_large, c_large = [], [], [], [], [], [], []
         with PeakRss(cloudlab.proc.pid) as rss:
             for r in range(args.rounds):
-                n, t_put, t_get = small_ops(swift_url, args.objects, f"bench-small-{r}")
-                totals["s_ops"] += n
-                totals["s_put"] += t_put
-                totals["s_get"] += t_get
+                rates = small_ops(swift_url, args.seconds, f"bench-small-{r}")
+                s_put.append(rates[0])
+                s_get.append(rates[1])
                 for side in ("before", "after"):
                     if side == "after":
-                        n, t_put, t_get = small_ops(cloudlab_url, args.objects, f"bench-small-{r}")
-                        totals["c_ops"] += n
-                        totals["c_put"] += t_put
-                        totals["c_get"] += t_get
+                        rates = small_ops(cloudlab_url, args.seconds, f"bench-small-{r}")
+                        put.append(rates[0])
+                        get.append(rates[1])
+                    # twice per round, to bracket cloudlab's PUTs
                     n, t = bare_put_limit(work / f"bare-{r}-{side}", args.objects)
-                    totals["b_n"] += n / 2      # twice per round, to bracket cloudlab's PUTs
-                    totals["b_t"] += t / 2
-                totals["s_large"] += large_transfer(swift_url, large)[0]
-                totals["c_large"] += large_transfer(cloudlab_url, large)[0]
-        s_ops = 2 * totals["s_ops"] / (totals["s_put"] + totals["s_get"])
-        c_ops = 2 * totals["c_ops"] / (totals["c_put"] + totals["c_get"])
-        c_put = totals["c_ops"] / totals["c_put"]
-        bare = totals["b_n"] / totals["b_t"]
-        s_mbps, c_mbps = totals["s_large"] / args.rounds, totals["c_large"] / args.rounds
+                    bare.append(n / t)
+                s_large.append(large_transfer(swift_url, large)[0])
+                c_large.append(large_transfer(cloudlab_url, large)[0])
+        mean = statistics.fmean
+        # ops/s of a PUT+GET mix with equal counts: the harmonic mean of the two rates
+        s_ops = 2 / (1 / mean(s_put) + 1 / mean(s_get))
+        c_ops = 2 / (1 / mean(put) + 1 / mean(get))
+        c_put, bare_rate = mean(put), mean(bare)
+        s_mbps, c_mbps = mean(s_large), mean(c_large)
+        print(f"# rounds: cloudlab PUT/s {[round(x) for x in put]} bare {[round(x) for x in bare]} "
+              f"Swift PUT/s {[round(x) for x in s_put]}", file=sys.stderr)
         figures = {
             "small_ops_ratio": c_ops / s_ops,
             "cloudlab_small_ops_s": c_ops, "swift_small_ops_s": s_ops,
-            "cloudlab_put_s": c_put, "swift_put_s": totals["s_ops"] / totals["s_put"],
-            "cloudlab_get_s": totals["c_ops"] / totals["c_get"], "swift_get_s": totals["s_ops"] / totals["s_get"],
-            "put_limit_ratio": c_put / bare,
-            "bare_put_s": bare,
+            "cloudlab_put_s": c_put, "swift_put_s": mean(s_put),
+            "cloudlab_get_s": mean(get), "swift_get_s": mean(s_get),
+            "put_limit_ratio": c_put / bare_rate,
+            "bare_put_s": bare_rate,
             "large_mbps_ratio": c_mbps / s_mbps,
             "cloudlab_large_mbps": c_mbps, "swift_large_mbps": s_mbps,
             "server_rss_mib": rss.peak / (1 << 20),
