@@ -78,7 +78,7 @@ class RawGuest:
                         "-b", str(Path(self.image.disk).resolve()), str(overlay)], check=True)
         args = [
             qemu_binary(), "-nodefaults", "-no-user-config", "-display", "none",
-            "-machine", "q35", "-accel", self.accel, "-cpu", "max" if self.accel == "tcg" else "host",
+            "-machine", "q35", "-accel", self.accel, "-cpu", "qemu64" if self.accel == "tcg" else "host",   # as domain.cpu_for
             "-m", str(self.memory_mib), "-smp", "1",
             "-kernel", self.image.kernel, "-initrd", self.image.initrd, "-append", self.image.cmdline,
             "-drive", f"file={overlay},format=qcow2,if=virtio",

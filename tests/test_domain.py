@@ -83,7 +83,8 @@ def test_direct_kernel_boot_and_console_file():
 def test_cpu_follows_domain_type():
     flavor = DEFAULT_FLAVORS[0]
     assert ET.fromstring(build(flavor, "virtio", "kvm").to_xml()).find("cpu").get("mode") == "host-passthrough"
-    assert ET.fromstring(build(flavor, "virtio", "qemu").to_xml()).find("cpu").get("mode") == "maximum"
+    emulated = ET.fromstring(build(flavor, "virtio", "qemu").to_xml()).find("cpu")
+    assert emulated.get("mode") == "custom" and emulated.find("model").text == "qemu64"
     assert ET.fromstring(build(flavor, "virtio", "test").to_xml()).find("cpu") is None
 
 
