@@ -13,7 +13,7 @@ import uuid
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cloudlab.object_store import ObjectStoreServer
@@ -130,6 +130,8 @@ queries = st.fixed_dictionaries({}, optional={
 
 @SETTINGS
 @given(names=listing_names, query=queries)
+# found by hypothesis in CI: a marker equal to the prefix is not a rolled-up common prefix
+@example(names=["/a"], query={"delimiter": "/", "prefix": "/", "end_marker": "a", "marker": "/"})
 def test_listings_match_the_model(api, names, query):
     container = "list-" + uuid.uuid4().hex[:8]
     api("PUT", path(container), body=b"")

@@ -938,7 +938,9 @@ def _select(names, prefix, delimiter, marker, end_marker, limit):
     prefix = prefix or ""
     start = bisect.bisect_left(names, prefix)
     if marker:
+        # (a common prefix is longer than the prefix: a marker equal to the prefix is not one)
         if delimiter and marker.startswith(prefix) and marker.endswith(delimiter) \
+                and len(marker) >= len(prefix) + len(delimiter) \
                 and delimiter not in marker[len(prefix):-len(delimiter)]:
             # the marker is a common prefix already returned: skip everything under it
             start = _skip(names, max(start, bisect.bisect_left(names, marker)), marker)
