@@ -21,7 +21,12 @@ measures; for the large object, ``http.client`` (streaming, so bound by the serv
 (the idle one costs nothing) and the measurements alternate in rounds, so that the load
 other programs put on this shared machine falls on both sides alike.
 
-Usage: ``python bench/object_store.py [--objects N] [--large-mib M] [--rounds R]``
+cloudlab makes small uploads durable by group commit (one ``syncfs`` for every upload
+waiting at that moment, ``cloudlab/object_store/commit.py``), while the bare loop fsyncs
+each file, as the target defines it: the loop is the limit of one durable write at a
+time per client, which a store that groups its flushes may approach or pass.
+
+Usage: ``python bench/object_store.py [--seconds S] [--large-mib M] [--rounds R]``
 """
 
 import argparse

@@ -638,7 +638,7 @@ def test_wire_exchange_shows_request_and_response(server, conn, container):
 
 
 def test_store_with_directory_sync_writes_and_rewrites(tmp_path):
-    """sync_dirs=True: the same results, with each rename's directory fsync'ed before the answer."""
+    """sync_dirs=True: the same results, with each rename made durable (group commit's second flush, or a directory fsync) before the answer."""
     import asyncio
 
     async def go():
@@ -646,6 +646,8 @@ def test_store_with_directory_sync_writes_and_rewrites(tmp_path):
         await store.create_container("AUTH_t", "c")
         infos = await asyncio.gather(*(store.put_object("AUTH_t", "c", f"o{i}", b"x" * i) for i in range(20)))
         assert [i.etag for i in infos] == [hashlib.md5(b"x" * i).hexdigest() for i in range(20)]
+        c = store._accounts["AUTH_t"].containers["c"]
+        assert c.synced == c.renames == 20     # the group commits flushed every rename
         await store.set_object_metadata("AUTH_t", "c", "o3", {"k": "v"})
         c = store._accounts["AUTH_t"].containers["c"]
         assert c.synced == c.renames == 21

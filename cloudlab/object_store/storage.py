@@ -13,10 +13,13 @@ and a magic marker.  A write goes to a temporary file in the same directory, is
 fsync'ed, then renamed over the final name: the rename is atomic, so a reader (or a
 restart after a crash) sees either the old object or the new one, whole and with its
 metadata, never a part.  Temporary files left by a crash start with ``.tmp-`` and
-are ignored, and removed when their container is next loaded.
+are ignored, and removed when their container is next loaded.  Small uploads (bodies
+read whole) are made durable together: a group commit flushes every upload waiting at
+that moment with one ``syncfs`` instead of one ``fsync`` each (``commit.py``).
 
-What "acknowledged" guarantees: the object's bytes and trailer are fsync'ed before
-the rename, so a killed server loses nothing it acknowledged.  The rename's directory
+What "acknowledged" guarantees: the object's bytes and trailer are on the disk (fsync,
+or the group commit's flush) before the rename, so a killed server loses nothing it
+acknowledged.  The rename's directory
 entry reaches the disk with the file system's next journal commit (seconds on ext4);
 after a *power failure* in that window the object may be missing (never partial),
 unless the store runs with ``sync_dirs=True``, which fsyncs the directory too.
@@ -26,8 +29,8 @@ content type, timestamp), loaded from the trailers on first use; listings with
 prefix/delimiter/marker are bisections in it.  One process owns a root at a time.
 
 All methods of :class:`Store` that touch the disk are coroutines: blocking I/O
-(fsync above all) runs in a thread pool so that one slow disk write never stalls
-the event loop, while small reads are done inline where a thread hop would cost
+(fsync above all) runs in a thread pool or the group commit's thread, so that one
+slow disk write never stalls the event loop, while small reads are done inline where a thread hop would cost
 more than the read.  User metadata keys are stored lower-case, so Swift's
 ``X-Object-Meta-Color`` and S3's ``x-amz-meta-color`` name the same entry.
 """
@@ -46,11 +49,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from .commit import GroupCommitter
 
 MAGIC = b"CLOBJ1\n\0"
 TRAILER = struct.Struct(">Q8s")      # JSON length, magic
 CHUNK = 1 << 20                      # write and read granularity for large objects
 INLINE_READ = 256 << 10              # objects up to this size are read without a thread hop
+INLINE_HASH = 64 << 10               # bodies up to this size are hashed without a thread hop
 TMP_PREFIX = ".tmp-"
 
 # limits the store itself enforces (Swift's defaults); the HTTP views may add more
@@ -263,6 +268,11 @@ class _Container:
                 os.close(fd)
             self.synced = target
 
+    def mark_synced(self, upto):
+        """Record that the renames up to number ``upto`` are durable (flushed by a group commit)."""
+        with self.sync_lock:
+            self.synced = max(self.synced, upto)
+
     def load(self):
         """Scan the objects directory and build the index (runs in a worker thread)."""
         with self.lock:
@@ -419,27 +429,31 @@ class Store:
 
     Args:
         root: directory that holds the store (created if missing).
-        workers: threads for blocking disk I/O (fsync); more threads let more
-            concurrent uploads wait on the disk at once.
+        workers: threads for blocking disk I/O of large objects, metadata and
+            listings; more threads let more of them wait on the disk at once.
         max_object_size: the largest object accepted, in bytes.
-        sync_dirs: also fsync the directory after each rename (grouped across concurrent
-            writes) before acknowledging, so that the rename itself survives a power failure.
-            Off by default: temp file + fsync + rename already survives any crash of the
-            server process, and costs about a quarter of small-write throughput here.
+        sync_dirs: also make the rename durable before acknowledging (directory fsync,
+            or a second flush per group commit), so that it survives a power failure.
+            Off by default: temp file + flush + rename already survives any crash of the
+            server process.
+        native: write small uploads with the C group commit (None: if a compiler can
+            build it; False: in Python).  See :mod:`cloudlab.object_store.commit`.
     """
 
-    def __init__(self, root, workers=16, max_object_size=MAX_FILE_SIZE, sync_dirs=False):
+    def __init__(self, root, workers=16, max_object_size=MAX_FILE_SIZE, sync_dirs=False, native=None):
         self.root = os.path.abspath(os.fspath(root))
         self.sync_dirs = sync_dirs
         self.max_object_size = max_object_size
         self._accounts_dir = os.path.join(self.root, "accounts")
         os.makedirs(self._accounts_dir, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloudlab-objstore")
+        self._committer = GroupCommitter(self.root, sync_dirs=sync_dirs, native=native)
         self._accounts = {}
         self._lock = threading.Lock()
 
     def close(self):
-        """Stop the I/O threads (waits for writes in progress)."""
+        """Commit the uploads in flight, then stop the I/O threads."""
+        self._committer.close()
         self._pool.shutdown(wait=True)
 
     async def _run(self, fn, *args):
@@ -672,10 +686,16 @@ class Store:
         if isinstance(body, (bytes, bytearray, memoryview)):
             if len(body) > self.max_object_size:
                 raise TooLarge(f"object is {len(body)} bytes; the limit is {self.max_object_size}")
-            info.size = len(body)
-            # small object: one thread hop hashes, checks and durably writes it; the event
-            # loop thread never waits for the disk, nor for the GIL after hashing
-            await self._run(self._write_small, c, tmp, bytes(body), info, md5, expected_etag, etag)
+            data = bytes(body)
+            info.size = len(data)
+            # hashing a few KiB costs less than a thread hop; a larger body is hashed in a
+            # thread (hashlib lets go of the GIL) so that the event loop keeps serving
+            if len(data) <= INLINE_HASH:
+                md5.update(data)
+            else:
+                await self._run(md5.update, data)
+            self._finish(info, md5, expected_etag, etag)
+            await self._committer.write(c, tmp, data + _trailer_bytes(info), info)
             return info
         fd = await self._run(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -713,20 +733,6 @@ class Store:
             raise EtagMismatch(f"the ETag sent ({expected_etag}) is not the MD5 of the body received ({digest})",
                                fix="send the MD5 hex digest of the exact bytes uploaded, or no ETag")
         info.etag = etag or digest
-
-    def _write_small(self, c, tmp, data, info, md5, expected_etag, etag):
-        md5.update(data)
-        self._finish(info, md5, expected_etag, etag)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(fd, data + _trailer_bytes(info))
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        self._durable(c, c.commit(tmp, info))
 
     def _durable(self, c, number):
         if self.sync_dirs:
