@@ -127,6 +127,7 @@ def run():
         _program("dpkg-deb", "dpkg"),
         _program("apt-get", "apt"),
         _program("mke2fs", "e2fsprogs"),
+        _program("gcc", "gcc libc6-dev", purpose="guest clock client, object store group commit"),
         _program("ip", "iproute2"),
         _program("dnsmasq", "dnsmasq-base"),
         _program("dot", "graphviz", required=False, purpose="architecture diagrams"),

@@ -86,7 +86,7 @@ def test_doctor_passes_on_a_running_host(lab):
     report = cl.doctor()
     assert report.ok, str(report)
     names = [row.name for row in report.rows]
-    for needed in ("qemu-system-x86_64", "libvirtd", "guest image", "accelerator", "network namespace"):
+    for needed in ("qemu-system-x86_64", "gcc", "libvirtd", "guest image", "accelerator", "network namespace"):
         assert needed in names
     assert "<table>" in report._repr_html_()
 

@@ -84,7 +84,7 @@ def native_library(cache=None):
                     "(install gcc: make lab does)")
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     proc = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
