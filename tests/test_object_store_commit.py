@@ -39,6 +39,13 @@ def test_native_library_is_built_once_into_the_cache(tmp_path):
         store.close()
 
 
+def test_a_cache_that_cannot_hold_the_library_means_python_not_an_error(tmp_path, caplog):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    assert commit.native_library(cache=blocker) is None
+    assert "commits in Python" in caplog.text
+
+
 @pytest.mark.parametrize("native", WRITERS)
 def test_concurrent_uploads_share_flushes_and_all_land(tmp_path, native):
     bodies = {f"dir/o{i:03d}": os.urandom(4096 + i) for i in range(200)}

@@ -83,16 +83,21 @@ def native_library(cache=None):
         log.warning("no C compiler (cc): the object store commits in Python, which is slower "
                     "(install gcc: make lab does)")
         return None
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    proc = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        log.warning("building %s failed, the object store commits in Python:\n%s", SOURCE.name, proc.stderr)
-        return None
-    os.replace(tmp, out)
-    return out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE)],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            os.replace(tmp, out)
+            return out
+        problem = proc.stderr
+    except OSError as exc:      # e.g. a cache folder that cannot be written: the store still works
+        problem = str(exc)
+    if tmp.parent.is_dir():
+        _unlink(tmp)
+    log.warning("building %s failed, the object store commits in Python (slower):\n%s", SOURCE.name, problem)
+    return None
 
 
 @functools.lru_cache(maxsize=None)
