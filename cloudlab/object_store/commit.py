@@ -37,6 +37,7 @@ import threading
 from pathlib import Path
 
 from .. import config
+from .files import unlink_if_exists, write_all
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def native_library(cache=None):
     except OSError as exc:      # e.g. a cache folder that cannot be written: the store still works
         problem = str(exc)
     if tmp.parent.is_dir():
-        _unlink(tmp)
+        unlink_if_exists(tmp)
     log.warning("building %s failed, the object store commits in Python (slower):\n%s", SOURCE.name, problem)
     return None
 
@@ -132,9 +133,7 @@ def _python_writer(tmps, datas, syncfd):
             continue
         err = 0
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         except OSError as exc:
             err = exc.errno
         try:
@@ -142,7 +141,7 @@ def _python_writer(tmps, datas, syncfd):
         except OSError as exc:
             err = err or exc.errno
         if err:
-            _unlink(tmp)
+            unlink_if_exists(tmp)
         errs.append(err)
     sync_err = 0
     if syncfd >= 0 and not all(errs):
@@ -151,13 +150,6 @@ def _python_writer(tmps, datas, syncfd):
         except OSError as exc:
             sync_err = exc.errno
     return errs, sync_err
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class _Job:
@@ -193,7 +185,7 @@ class GroupCommitter:
         return self._write is not _python_writer
 
     async def write(self, container, tmp, data, info):
-        """Write ``data`` to ``tmp``, make it durable, then commit it as ``info`` into ``container``.
+        """Write ``data`` (bytes) to ``tmp``, make it durable, then commit it as ``info`` into ``container``.
 
         Returns once the object is on the disk and visible.
         Raises:
@@ -205,7 +197,7 @@ class GroupCommitter:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the object store is closed")
-            self._jobs.append(_Job(container, tmp, bytes(data), info, loop, future))
+            self._jobs.append(_Job(container, tmp, data, info, loop, future))
             self._cv.notify()
         return await future
 
@@ -240,7 +232,7 @@ class GroupCommitter:
             except BaseException as exc:     # a bug: fail the batch rather than hang its uploads
                 log.exception("group commit failed")
                 for job in batch:
-                    _unlink(job.tmp)
+                    unlink_if_exists(job.tmp)
                 results = [exc] * len(batch)
             self._resolve(batch, results)
 
@@ -251,7 +243,7 @@ class GroupCommitter:
         for job, err in zip(batch, errs):
             if not err and sync_err:
                 err = sync_err
-                _unlink(job.tmp)
+                unlink_if_exists(job.tmp)
             if err:
                 results.append(OSError(err, os.strerror(err)))
                 continue

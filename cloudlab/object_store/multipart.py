@@ -24,11 +24,11 @@ import time
 import uuid
 
 from ..errors import CloudlabError
+from .files import TMP_PREFIX, fsync_dir, fsync_write
 
 MIN_PART_SIZE = 5 << 20          # every part but the last must be at least this big
 MAX_PART_NUMBER = 10000
 READ_CHUNK = 1 << 20
-TMP_PREFIX = ".tmp-"
 
 
 class MultipartError(CloudlabError):
@@ -44,23 +44,6 @@ class MultipartError(CloudlabError):
         super().__init__(message)
         self.code = code
         self.status = status
-
-
-def _fsync_write(path, data):
-    tmp = os.path.join(os.path.dirname(path), f"{TMP_PREFIX}{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Uploads:
@@ -103,9 +86,9 @@ class Uploads:
         def create():
             tmp = os.path.join(self.dir, TMP_PREFIX + upload_id)
             os.mkdir(tmp)
-            _fsync_write(os.path.join(tmp, "upload.json"), json.dumps(meta).encode())
+            fsync_write(os.path.join(tmp, "upload.json"), json.dumps(meta).encode())
             os.rename(tmp, self._path(upload_id))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         await self._run(create)
         return upload_id
 

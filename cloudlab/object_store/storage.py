@@ -30,8 +30,8 @@ prefix/delimiter/marker are bisections in it.  One process owns a root at a time
 
 All methods of :class:`Store` that touch the disk are coroutines: blocking I/O
 (fsync above all) runs in a thread pool or the group commit's thread, so that one
-slow disk write never stalls the event loop, while small reads are done inline where a thread hop would cost
-more than the read.  User metadata keys are stored lower-case, so Swift's
+slow disk write never stalls the event loop, while small reads are done inline where
+a thread hop would cost more than the read.  User metadata keys are stored lower-case, so Swift's
 ``X-Object-Meta-Color`` and S3's ``x-amz-meta-color`` name the same entry.
 """
 
@@ -43,20 +43,18 @@ import os
 import struct
 import threading
 import time
-import itertools
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from .commit import GroupCommitter
+from .files import TMP_PREFIX, fsync_dir, fsync_write, tmp_name, write_all
 
 MAGIC = b"CLOBJ1\n\0"
 TRAILER = struct.Struct(">Q8s")      # JSON length, magic
 CHUNK = 1 << 20                      # write and read granularity for large objects
 INLINE_READ = 256 << 10              # objects up to this size are read without a thread hop
 INLINE_HASH = 64 << 10               # bodies up to this size are hashed without a thread hop
-TMP_PREFIX = ".tmp-"
 
 # limits the store itself enforces (Swift's defaults); the HTTP views may add more
 MAX_ACCOUNT_NAME = 256
@@ -142,16 +140,6 @@ class ListEntry:
         return self.timestamp
 
 
-# temp names: random per process (a restarted server never meets its predecessor's
-# names) plus a counter (no random bytes to fetch per write)
-_TMP_SESSION = secrets.token_hex(8)
-_tmp_counter = itertools.count()
-
-
-def _tmp_name():
-    return f"{TMP_PREFIX}{_TMP_SESSION}-{next(_tmp_counter)}"
-
-
 def _hash(name, length=32):
     return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
@@ -186,18 +174,6 @@ def check_name(kind, name, max_bytes):
 
 def _lower_keys(metadata):
     return {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
-
-
-def _fsync_write(path, data):
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename."""
-    tmp = os.path.join(os.path.dirname(path), _tmp_name())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _read_trailer(fd):
@@ -261,11 +237,7 @@ class _Container:
                 return
             with self.lock:
                 target = self.renames
-            fd = os.open(self.objects_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.objects_dir)
             self.synced = target
 
     def mark_synced(self, upto):
@@ -478,7 +450,7 @@ class Store:
                 except (FileNotFoundError, ValueError):
                     meta = {"name": account, "timestamp": time.time(), "metadata": {}}
                     os.makedirs(os.path.join(path, "containers"), exist_ok=True)
-                    _fsync_write(meta_path, json.dumps(meta).encode())
+                    fsync_write(meta_path, json.dumps(meta).encode())
                 acc = self._accounts[account] = _Account(account, path, meta)
         return acc
 
@@ -500,7 +472,7 @@ class Store:
             return acc.containers
 
     def _write_account_meta(self, acc):
-        _fsync_write(os.path.join(acc.path, "account.json"),
+        fsync_write(os.path.join(acc.path, "account.json"),
                      json.dumps({"name": acc.name, "timestamp": acc.timestamp,
                                  "metadata": acc.metadata}).encode())
 
@@ -592,7 +564,7 @@ class Store:
                 meta = {"name": container, "timestamp": time.time(),
                         "metadata": {k: v for k, v in _lower_keys(metadata).items() if v != ""}}
                 # container.json is what makes the container exist; it is written last
-                _fsync_write(os.path.join(path, "container.json"), json.dumps(meta).encode())
+                fsync_write(os.path.join(path, "container.json"), json.dumps(meta).encode())
                 c = _Container(container, path, meta)
                 c.loaded = True
                 acc.containers[container] = c
@@ -600,7 +572,7 @@ class Store:
         return await self._run(create)
 
     def _write_container_meta(self, c):
-        _fsync_write(os.path.join(c.path, "container.json"),
+        fsync_write(os.path.join(c.path, "container.json"),
                      json.dumps({"name": c.name, "timestamp": c.timestamp,
                                  "metadata": c.metadata}).encode())
 
@@ -680,7 +652,7 @@ class Store:
         check_name("object", name, MAX_OBJECT_NAME)
         c = await self._container(account, container)
         md5 = hashlib.md5()
-        tmp = os.path.join(c.objects_dir, _tmp_name())
+        tmp = os.path.join(c.objects_dir, tmp_name())
         info = ObjectInfo(name, "", 0, content_type or "application/octet-stream",
                           timestamp or time.time(), _lower_keys(metadata), _lower_keys(headers))
         if isinstance(body, (bytes, bytearray, memoryview)):
@@ -741,7 +713,7 @@ class Store:
     def _seal(self, fd, c, tmp, info):
         """Append the trailer, fsync, close and commit; closes ``fd`` and removes ``tmp`` on failure."""
         try:
-            _write_all(fd, _trailer_bytes(info))
+            write_all(fd, _trailer_bytes(info))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -823,7 +795,7 @@ class Store:
                 if headers is not None:
                     info.headers = _lower_keys(headers)
                 info.timestamp = time.time()
-                tmp = os.path.join(c.objects_dir, _tmp_name())
+                tmp = os.path.join(c.objects_dir, tmp_name())
                 dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
                     _copy_range(src, dst, size)
@@ -911,16 +883,10 @@ def _merge(old, new):
     return merged
 
 
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _write_hashed(fd, md5, data):
     # hashlib releases the GIL on large buffers, so hashing here keeps the loop free
     md5.update(data)
-    _write_all(fd, data)
+    write_all(fd, data)
 
 
 def _copy_range(src, dst, size):
