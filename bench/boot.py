@@ -27,7 +27,7 @@ os.environ.setdefault("CLOUDLAB_NETNS", "cloudlab-bench")
 
 import cloudlab as cl  # noqa: E402
 from cloudlab import host as host_mod  # noqa: E402
-from cloudlab.qemu import raw_boot  # noqa: E402
+from cloudlab.host.qemu import raw_boot  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONCURRENT = 10

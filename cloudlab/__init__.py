@@ -6,7 +6,7 @@ Start here::
     lab = cl.Lab(cl.AllInOne())
 """
 
-from .check import Checklist, check
+from .teaching.check import Checklist, check
 from .doctor import run as doctor
 from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
                      NotFound, QuotaExceeded, ResourceTimeout)

@@ -97,7 +97,7 @@ def _memory():
 
 
 def _netns():
-    from . import netns
+    from .host import netns
     name = config.netns()
     if not name:
         return Row("network namespace", True, "not used (CLOUDLAB_NETNS is not set)", required=False)

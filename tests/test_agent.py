@@ -1,15 +1,15 @@
 """The guest agent, end to end: a real guest under plain QEMU, commands over virtio-serial.
 
 One guest boots for the whole module (a few seconds under emulation); every test
-talks to it through cloudlab.agent, the same code the compute service uses.
+talks to it through cloudlab.image.agent, the same code the compute service uses.
 """
 
 import pytest
 
-from cloudlab.agent import AGENT_CHANNEL, MAX_SOCKET_PATH, Agent, channel_xml
+from cloudlab.image.agent import AGENT_CHANNEL, MAX_SOCKET_PATH, Agent, channel_xml
 from cloudlab.errors import CloudlabError, InvalidInput, ResourceTimeout
 from cloudlab.image import default_image
-from cloudlab.qemu import RawGuest
+from cloudlab.host.qemu import RawGuest
 
 pytestmark = pytest.mark.lab
 

@@ -19,7 +19,7 @@ import pytest
 import cloudlab as cl
 from cloudlab import compute as compute_mod
 from cloudlab.image import qemu_img_info
-from cloudlab.server import ACTIVE, BUILD, DELETED, REBOOT, SHUTOFF
+from cloudlab.compute.server import ACTIVE, BUILD, DELETED, REBOOT, SHUTOFF
 
 _labs = itertools.count(1)
 

@@ -14,7 +14,7 @@ import pytest
 import cloudlab as cl
 from cloudlab import config
 from cloudlab.image import md5_file, qemu_img_info
-from cloudlab.server import ACTIVE, DELETED, SHUTOFF
+from cloudlab.compute.server import ACTIVE, DELETED, SHUTOFF
 
 pytestmark = pytest.mark.lab
 # under emulation on a loaded 2-core machine a boot takes 3-8 s

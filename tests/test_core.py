@@ -4,7 +4,7 @@ import pytest
 
 import cloudlab as cl
 from cloudlab import config
-from cloudlab.check import evaluate
+from cloudlab.teaching.check import evaluate
 
 
 def test_error_carries_fix_in_message():

@@ -1,7 +1,7 @@
 """Domain XML of every default flavor x device profile, compared with golden files.
 
 The golden files in tests/golden/ are what libvirt is given for each server
-shape.  After an intended change to cloudlab/domain.py, regenerate them and
+shape.  After an intended change to cloudlab/compute/domain.py, regenerate them and
 review the diff before committing:
 
     CLOUDLAB_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/test_domain.py -o addopts=""
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cloudlab import domain
-from cloudlab.agent import AGENT_CHANNEL, channel_xml
+from cloudlab.compute import domain
+from cloudlab.image.agent import AGENT_CHANNEL, channel_xml
 from cloudlab.errors import InvalidInput
-from cloudlab.flavor import DEFAULT_FLAVORS, Flavor
+from cloudlab.compute.flavor import DEFAULT_FLAVORS, Flavor
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("CLOUDLAB_REGEN_GOLDEN") == "1"

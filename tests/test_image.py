@@ -11,10 +11,10 @@ import subprocess
 import pytest
 
 from cloudlab import image as image_mod
-from cloudlab import kernel
+from cloudlab.image import kernel
 from cloudlab.errors import CloudlabError, Conflict, InvalidInput, NotFound
 from cloudlab.image import DEFAULT_IMAGE, ImageService, default_image
-from cloudlab.initramfs import Archive
+from cloudlab.image.initramfs import Archive
 
 
 def test_initramfs_is_read_by_gnu_cpio(tmp_path):

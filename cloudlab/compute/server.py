@@ -21,8 +21,8 @@ from pathlib import Path
 import libvirt
 
 from . import domain as domain_xml
-from .agent import Agent
-from .errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
+from ..image.agent import Agent
+from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
 from .flavor import Flavor
 
 BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = (
@@ -74,7 +74,7 @@ class Server:
     Attributes:
         name: the name it was created with (its libvirt domain is ``prefix + name``).
         id: the domain's UUID.
-        flavor: its :class:`~cloudlab.flavor.Flavor`.
+        flavor: its :class:`~cloudlab.compute.flavor.Flavor`.
         image: name of the image it was created from.
         profile: device profile (``virtio`` or ``emulated``).
         network: libvirt network of its NIC, or None.
@@ -267,14 +267,14 @@ class Server:
 
     @property
     def agent(self):
-        """The :class:`~cloudlab.agent.Agent` of this server (one connection, reused)."""
+        """The :class:`~cloudlab.image.agent.Agent` of this server (one connection, reused)."""
         with self._lock:
             if self._agent is None:
                 self._agent = Agent(self.agent_socket)
             return self._agent
 
     def run(self, command, timeout=30, input=None):
-        """Run a shell command inside the guest and return its :class:`~cloudlab.agent.CommandResult`.
+        """Run a shell command inside the guest and return its :class:`~cloudlab.image.agent.CommandResult`.
 
         Args:
             command: a shell command line (or a list of arguments).
@@ -386,7 +386,7 @@ class Server:
         """Give the server another flavor: stop it, set vCPUs and memory, grow its disk, start it.
 
         Args:
-            flavor: a flavor name or :class:`~cloudlab.flavor.Flavor`.
+            flavor: a flavor name or :class:`~cloudlab.compute.flavor.Flavor`.
         Raises:
             NotFound: unknown flavor (the message lists the valid ones).
             InvalidInput: the new flavor's disk is smaller (disks only grow), or it is the same flavor.

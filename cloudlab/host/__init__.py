@@ -11,7 +11,7 @@
   /var/cache/libvirt are folders under cloudlab's state directory, so the
   host's libvirt configuration is never read or written, and their socket is
   reached as ``qemu:///system?socket=...``.
-* KVM is chosen by booting the lab's guest with it (``cloudlab.qemu.kvm_usable``);
+* KVM is chosen by booting the lab's guest with it (``cloudlab.host.qemu.kvm_usable``);
   the answer is cached per boot of the host and QEMU version.  Where KVM is
   unusable but /dev/kvm exists, libvirt re-probes QEMU on every domain start
   (22-45 s each, HOST.md); the private daemon's mount namespace covers /dev/kvm
@@ -34,8 +34,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import config, netns
-from .errors import CloudlabError, MissingPrerequisite
+from .. import config
+from . import netns
+from ..errors import CloudlabError, MissingPrerequisite
 
 SYSTEM_URI = "qemu:///system"
 PRIVATE_DIRS = {
@@ -175,7 +176,7 @@ def kvm_decision(image=None):
     if forced in ("kvm", "tcg"):
         return forced
     from . import qemu
-    from .image import default_image
+    from ..image import default_image
     if not os.path.exists("/dev/kvm"):
         return "tcg"
     try:

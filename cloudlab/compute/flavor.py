@@ -9,7 +9,7 @@ decides which sizes exist.  The defaults are small enough that a 2-core,
 import dataclasses
 import re
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import CloudlabError, MissingPrerequisite
+from ..errors import CloudlabError, MissingPrerequisite
 
 META_PACKAGE = "linux-image-amd64"
 XZ_MAGIC = b"\xfd7zXZ\x00"

@@ -2,10 +2,10 @@
 
 An image is what a server boots: a kernel, an initramfs and a base disk.
 
-* kernel: Debian's ``linux-image-amd64`` (see :mod:`cloudlab.kernel`), the ELF
+* kernel: Debian's ``linux-image-amd64`` (see :mod:`cloudlab.image.kernel`), the ELF
   ``vmlinux`` taken out of its ``vmlinuz`` so that emulation skips decompression;
 * initramfs: busybox-static, the virtio (and emulated-device) modules, and
-  ``cloudlab/guest/init``, which loads them and switches to the root disk;
+  ``cloudlab/image/guest/init``, which loads them and switches to the root disk;
 * base disk: an ext4 filesystem (made with ``mke2fs -d``, no root needed) with
   busybox, an init, DHCP, an SNTP client for the clock (Debian's busybox has no
   ntpd; ``guest/sntp.c`` is compiled statically) and the agent, stored
@@ -36,8 +36,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import config, kernel
-from .errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound
+from .. import config
+from . import kernel
+from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound
 from .initramfs import Archive
 
 DEFAULT_IMAGE = "busybox"
@@ -140,7 +141,7 @@ def _busybox():
 
 
 def _guest_files():
-    """(path in the guest, source file, mode) for everything from cloudlab/guest/."""
+    """(path in the guest, source file, mode) for everything from cloudlab/image/guest/."""
     return [
         ("etc/inittab", GUEST_DIR / "inittab", 0o644),
         ("etc/init.d/rcS", GUEST_DIR / "rcS", 0o755),

@@ -9,7 +9,7 @@ CI always work this way (see HOST.md's traffic rule).
 import os
 import subprocess
 
-from .errors import CloudlabError, MissingPrerequisite
+from ..errors import CloudlabError, MissingPrerequisite
 
 NETNS_DIR = "/run/netns"
 

@@ -7,12 +7,12 @@ Creating a server does what Nova's libvirt driver does, in miniature:
    ``qemu-img create -f qcow2 -F qcow2 -b BASE OVERLAY`` writes a small qcow2 file
    whose unwritten blocks are read from BASE, so nothing is copied and creating
    a server from a 1 GiB image costs the same as from a 10 MiB one;
-3. write the domain XML (:mod:`cloudlab.domain`): direct kernel boot of the image's
+3. write the domain XML (:mod:`cloudlab.compute.domain`): direct kernel boot of the image's
    kernel and initramfs, the overlay as first disk, a NIC on the lab's network,
    the serial console written to a file, the agent's virtio-serial channel;
 4. ``defineXML`` (a persistent domain, so it can be stopped and started) and
    ``create`` (boot it); the server is ACTIVE once its console shows
-   ``cloudlab-ready`` (see :mod:`cloudlab.server`).
+   ``cloudlab-ready`` (see :mod:`cloudlab.compute.server`).
 
 Every domain and file carries the lab's prefix (``cloudlab-<lab>-``), so
 :func:`cleanup` can remove exactly the lab's own and nothing else.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import libvirt
 
-from . import config
+from .. import config
 from . import domain as domain_xml
-from .agent import channel_xml, check_socket_path
-from .errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded, ResourceTimeout
+from ..image.agent import channel_xml, check_socket_path
+from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded, ResourceTimeout
 from .flavor import DEFAULT_FLAVORS, NAME_RE, Flavor
 from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, RESIZE, SHUTOFF, STATE_POLL_S,
                      Server, convert_libvirt_error, libvirt_errors, metadata_of, run_tool)
@@ -268,9 +268,9 @@ class Compute:
         Args:
             name: server name (letters, digits, '.', '_', '-'); the domain is ``prefix + name``.
             image: image name (see ``lab.image.list_images()``).
-            flavor: flavor name or :class:`~cloudlab.flavor.Flavor`.
+            flavor: flavor name or :class:`~cloudlab.compute.flavor.Flavor`.
             network: libvirt network name; None for the lab's network, False for no NIC.
-            profile: device profile, ``virtio`` or ``emulated`` (see :mod:`cloudlab.domain`).
+            profile: device profile, ``virtio`` or ``emulated`` (see :mod:`cloudlab.compute.domain`).
             wait: wait until the guest is ready.
             timeout: seconds to wait for ready.
             kernel_args: extra kernel command-line arguments (e.g. ``cloudlab.ntp=ADDR``; by

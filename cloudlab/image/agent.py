@@ -2,7 +2,7 @@
 
 Each guest has a virtio-serial port named ``org.cloudlab.agent.0``; QEMU
 exposes the host end as a unix socket (libvirt's ``<channel>``).  Inside the
-guest a small busybox shell script (``cloudlab/guest/agent``) reads one request
+guest a small busybox shell script (``cloudlab/image/guest/agent``) reads one request
 per line and answers one line::
 
     PING <id>                          ->  PONG <id>
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
-from .errors import CloudlabError, InvalidInput, ResourceTimeout
+from ..errors import CloudlabError, InvalidInput, ResourceTimeout
 
 AGENT_CHANNEL = "org.cloudlab.agent.0"
 # sun_path is 108 bytes with the terminating NUL

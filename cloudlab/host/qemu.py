@@ -20,9 +20,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from .agent import AGENT_CHANNEL, Agent
-from .errors import MissingPrerequisite, ResourceTimeout
-from .image import READY_MARKER
+from ..image.agent import AGENT_CHANNEL, Agent
+from ..errors import MissingPrerequisite, ResourceTimeout
+from ..image import READY_MARKER
 
 QEMU = "qemu-system-x86_64"
 
@@ -67,7 +67,7 @@ class RawGuest:
 
     @property
     def agent(self):
-        """An :class:`~cloudlab.agent.Agent` for this guest."""
+        """An :class:`~cloudlab.image.agent.Agent` for this guest."""
         return Agent(self._scratch / "agent.sock")
 
     def start(self):

@@ -23,7 +23,7 @@ cloudlab talks to the guest, not part of what is being compared.
 import dataclasses
 import xml.etree.ElementTree as ET
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 # Namespace of cloudlab's own data inside a domain's <metadata> (flavor, image, ...).
 METADATA_NS = "https://cloudlab.dev/xmlns/server/1"
@@ -268,7 +268,7 @@ def cpu_for(domain_type):
     Under emulation, QEMU's default model boots about 0.3 s sooner than ``maximum``
     (measured: 2.2 s against 2.5 s to the ready marker): the kernel has fewer
     features (AVX-512, AMX state...) to set up in software.  The raw QEMU boot of
-    ``cloudlab.qemu`` uses the same model, so the two stay comparable.
+    ``cloudlab.host.qemu`` uses the same model, so the two stay comparable.
     """
     if domain_type == "kvm":
         return CPU("host-passthrough")
