@@ -7,6 +7,7 @@ Start here::
 """
 
 from .teaching.check import Checklist, check
+from .teaching.exercise import check_exercise
 from .doctor import run as doctor
 from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
                      NotFound, QuotaExceeded, ResourceTimeout)
@@ -16,7 +17,7 @@ from .topology import AllInOne, ThreeNode, Topology, TwoNode
 __version__ = "0.1.0"
 
 __all__ = [
-    "Lab", "doctor", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist",
+    "Lab", "doctor", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
     "MissingPrerequisite", "QuotaExceeded",
 ]

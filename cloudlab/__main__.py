@@ -19,6 +19,7 @@ COMMANDS = {
     "object-store": ("cloudlab.object_store.cli", "run the Swift/S3 object store"),
     "ntp": ("cloudlab.ntp", "run an NTP server or query one"),
     "clean": ("cloudlab.host", "remove every resource the lab created"),
+    "grade": ("cloudlab.teaching.grade", "grade learners' notebooks against the live lab"),
 }
 
 
