@@ -398,6 +398,38 @@ class Server:
         """Delete the server: power off, undefine the domain, remove its disk, log and socket."""
         self._compute.delete_server(self)
 
+    # -- volumes: the compute side of attaching (see cloudlab.compute.volumes) ------------
+
+    def attach_volume(self, connection, serial, timeout=15.0):
+        """Hot-plug a volume described by block storage's connection info; returns ``(target, device)``.
+
+        ``target`` is the name libvirt was asked for (``vdb``), ``device`` the one the
+        guest gave the disk (None while the server is not ACTIVE).  See
+        :func:`cloudlab.compute.volumes.attach` for the errors.
+        """
+        from . import volumes
+        return volumes.attach(self, connection, serial, timeout=timeout)
+
+    def detach_volume(self, serial, timeout=15.0):
+        """Hot-unplug the volume with ``serial`` and wait until the guest released it."""
+        from . import volumes
+        volumes.detach(self, serial, timeout=timeout)
+
+    def extend_volume(self, serial, size_bytes):
+        """Tell QEMU the volume with ``serial`` grew to ``size_bytes``; the guest sees the new size."""
+        from . import volumes
+        volumes.extend(self, serial, size_bytes)
+
+    def volume_device(self, serial):
+        """The guest's name for the volume with ``serial`` (e.g. ``vdb``), read inside the guest; or None."""
+        from . import volumes
+        return volumes.guest_device(self, serial)
+
+    def volume_target(self, serial):
+        """libvirt's target name of the volume with ``serial`` on this server, or None when not attached."""
+        from . import volumes
+        return volumes.attached_target(self, serial)
+
     def _grow_disk(self, disk_gib):
         run_tool(["qemu-img", "resize", "-q", "-f", "qcow2", str(self.disk), f"{disk_gib}G"],
                  f"growing the disk of server {self.name}")
