@@ -385,6 +385,9 @@ def leftovers(prefix=None):
     for lab_dir in (home.iterdir() if home.is_dir() else []):
         if lab_dir.is_dir() and lab_dir.name not in ("host", "images"):
             found += [f"file {item}" for item in lab_dir.iterdir() if item.name.startswith(prefix)]
+    # the storage services' own: daemons, loop devices, mounts (their files are found above)
+    from ..block_storage import leftovers as block_storage_leftovers
+    found += [item for item in block_storage_leftovers(home, prefix) if item not in found]
     return found
 
 
