@@ -223,13 +223,23 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             found = self.addresses
-            if found:
+            # the lease is written when dnsmasq acknowledges it, a moment before the guest's
+            # DHCP client sets the address: wait for the guest too, so it can be used at once
+            if found and (self.status != ACTIVE or self._guest_has(found)):
                 return found
             if time.monotonic() >= deadline:
                 raise ResourceTimeout(f"server {self.name} got no address on {self.network} within "
                                       f"{timeout:g} s; last console lines:\n{self._last_console()}",
                                       fix="is the server ACTIVE? DHCP starts after the guest boots")
             time.sleep(0.25)
+
+    def _guest_has(self, found):
+        """True when the guest's own interfaces carry every address in ``found``."""
+        try:
+            configured = self.agent.run("ip -4 -o addr show", timeout=5).stdout
+        except CloudlabError:
+            return False
+        return all(f" {address}/" in configured for addresses in found.values() for address in addresses)
 
     def disk_info(self):
         """``qemu-img info`` of the server's disk (its copy-on-write overlay) as a dict.
