@@ -582,7 +582,7 @@ class BlockStorage:
             raise InvalidInput(f"snapshot name {name!r} is not valid",
                                fix="use 1-40 letters, digits, '.', '_' or '-'")
         snapshot = Snapshot(id=str(uuid.uuid4()), name=name, volume_id=volume.id, size=volume.size,
-                            volume_type=volume.volume_type)
+                            volume_type=volume.volume_type, volume_name=volume.name)
         backend = self._backend_of(volume)
         snapshot._service = self
         with self._lock:

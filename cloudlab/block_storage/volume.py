@@ -197,6 +197,7 @@ class Snapshot:
     size: int
     status: str = CREATING
     volume_type: str = None
+    volume_name: str = ""
     created_at: str = dataclasses.field(default_factory=_now)
     _service: object = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -214,7 +215,7 @@ class Snapshot:
                 "status": self.status, "created_at": self.created_at, "metadata": {}}
 
     def __str__(self):
-        return f"snapshot {self.name}: of volume {self.volume_id[:8]}, {self.size} GiB, {self.status}"
+        return f"snapshot {self.name}: {self.size} GiB copy of volume {self.volume_name or self.volume_id}, {self.status}"
 
 
 @dataclasses.dataclass
