@@ -132,8 +132,10 @@ def test_info_is_public_and_lists_swift_limits(server, conn):
     assert conn.get_capabilities()["swift"]["account_listing_limit"] == 10000
 
 
-def test_unknown_path_is_404_and_s3_style_request_without_s3_view_is_answered(server):
-    assert raw(server, "GET", "/nothing-here")[0] == 404
+def test_a_path_outside_swifts_is_the_s3_views(server):
+    status, h, body = raw(server, "GET", "/nothing-here")
+    assert status in (403, 404) and h["content-type"].startswith("application/xml")
+    assert b"<Error><Code>" in body
 
 
 # ---- account ---------------------------------------------------------------------------

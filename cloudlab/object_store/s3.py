@@ -31,7 +31,8 @@ from aiohttp import web
 from ..errors import CloudlabError, InvalidInput, NotFound
 from . import sigv4
 from .multipart import MultipartError, Uploads
-from .storage import ContainerNotEmpty, EtagMismatch, TooLarge
+from .swift import parse_ranges
+from .storage import ContainerBusy, ContainerNotEmpty, EtagMismatch, TooLarge
 
 XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_KEYS = 1000
@@ -127,6 +128,10 @@ async def handle(request, store, users):
     resource = unquote(raw_path)
     head = request.method == "HEAD"
     try:
+        from .server import undecodable_header
+        bad = undecodable_header(request.headers)
+        if bad is not None:
+            raise S3Error("InvalidArgument", f"the {bad} header is not valid UTF-8: send it as UTF-8 text")
         accounts = {}
 
         def lookup(access_key):
@@ -148,6 +153,10 @@ async def handle(request, store, users):
     except ContainerNotEmpty as exc:
         response = error_response(S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty: "
                                           + exc.message, 409), resource, request_id, head)
+    except ContainerBusy as exc:
+        response = error_response(S3Error("OperationAborted", "A conflicting conditional operation is currently "
+                                          "in progress against this resource. Try again: " + exc.message, 409),
+                                  resource, request_id, head)
     except InvalidInput as exc:
         response = error_response(S3Error("InvalidArgument", exc.message), resource, request_id, head)
     except NotFound as exc:
@@ -523,36 +532,21 @@ class _Operation:
         return headers
 
     def _range(self, size):
-        """(offset, length) asked for by a Range header, None for the whole object; 416 if unsatisfiable."""
+        """(offset, length) asked for by a Range header, None for the whole object; 416 if unsatisfiable.
+
+        S3 serves one range; several, or a malformed header, get the whole object.
+        """
         value = self.request.headers.get("Range")
-        if not value:
+        if not value or "," in value:
             return None
-        unit, _, spec = value.partition("=")
-        if unit.strip() != "bytes" or "," in spec:
-            return None             # S3 serves the whole object for what it does not support
-        first, dash, last = spec.strip().partition("-")
-        try:
-            if not dash:
-                return None
-            if first == "":
-                n = int(last)
-                if n <= 0:
-                    raise ValueError
-                n = min(n, size)
-                if size == 0:
-                    raise ValueError
-                return size - n, n
-            start = int(first)
-            end = int(last) if last else size - 1
-        except ValueError:
-            start, end = size, size
-        if start > end and last:
-            return None             # syntactically invalid: ignored, as RFC 9110 says
-        if start >= size:
+        ranges = parse_ranges(value, size)
+        if ranges is None:
+            return None
+        if ranges == "unsatisfiable":
             raise S3Error("InvalidRange", "The requested range is not satisfiable", 416,
                           details={"RangeRequested": value, "ActualObjectSize": size})
-        end = min(end, size - 1)
-        return start, end - start + 1
+        first, last = ranges[0]
+        return first, last - first + 1
 
     async def get_object(self):
         """GetObject / HeadObject (or ListParts with ``?uploadId``): conditions, Range, headers."""

@@ -23,14 +23,15 @@ import json
 import math
 import mimetypes
 import re
+import secrets
 import time
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
 from .storage import (CHUNK, INLINE_READ, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME,
-                      ContainerNotEmpty, EtagMismatch, InvalidInput, NotFound, TooLarge)
+                      ContainerBusy, ContainerNotEmpty, EtagMismatch, InvalidInput, NotFound, TooLarge)
 
 # Swift's default constraints (swift/common/constraints.py); /info publishes them
 LIMITS = {
@@ -54,6 +55,9 @@ KEPT_HEADERS = ("content-disposition", "content-encoding", "content-language", "
                 "expires", "x-robots-tag")
 SMALL_BODY = 1 << 20        # bodies up to this size are read whole, then written in one step
 RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+MAX_RANGES = 50             # more ranges than this in one request: the whole object is sent (as Swift)
+MAX_DIGITS = 20             # a byte position with more digits is past any object (and past int()'s limit)
+UNKNOWN_REALM = {"WWW-Authenticate": 'Swift realm="unknown"'}
 
 
 def info():
@@ -89,17 +93,20 @@ def iso_time(ts):
 class SwiftError(Exception):
     """An HTTP error answer of the Swift view: status and a short explanation."""
 
-    def __init__(self, status, message, headers=None):
+    def __init__(self, status, message, headers=None, fix=None):
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.fix = fix
         super().__init__(message)
 
 
-def error_response(status, message, headers=None):
-    """A plain-text error response as Swift sends them (``<reason>: <detail>``)."""
+def error_response(status, message, headers=None, fix=None):
+    """A plain-text error response as Swift sends them (``<reason>: <detail>``, then ``fix: ...``)."""
     reason = web.Response(status=status).reason
     body = f"{reason}: {message}\n" if message else f"{reason}\n"
+    if fix:
+        body += f"fix: {fix}\n"
     return web.Response(status=status, text=body if status not in (204, 304) else None,
                         headers=headers)
 
@@ -236,10 +243,10 @@ class SwiftAPI:
         login = h.get("X-Auth-User") or h.get("X-Storage-User")
         key = h.get("X-Auth-Key") or h.get("X-Storage-Pass")
         if not login or key is None:
-            raise SwiftError(401, "send X-Auth-User (account:user) and X-Auth-Key")
+            raise SwiftError(401, "send X-Auth-User (account:user) and X-Auth-Key", UNKNOWN_REALM)
         user = self.users.authenticate(login, key)
         if user is None:
-            raise SwiftError(401, f"unknown user or wrong key for {login!r}")
+            raise SwiftError(401, f"unknown user or wrong key for {login!r}", UNKNOWN_REALM)
         token, ttl = self.users.issue_token(user)
         url = f"{request.scheme}://{request.host}/v1/{user.storage_account}"
         return web.Response(status=200, headers={
@@ -255,11 +262,12 @@ class SwiftAPI:
     def authorize(self, request, account):
         """Check the request's token against ``account``; raises SwiftError 401 or 403."""
         token = request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token")
+        realm = {"WWW-Authenticate": f'Swift realm="{quote(account)}"'}
         if not token:
-            raise SwiftError(401, "send X-Auth-Token (get one from GET /auth/v1.0)")
+            raise SwiftError(401, "send X-Auth-Token (get one from GET /auth/v1.0)", realm)
         allowed = self.users.account_for_token(token)
         if allowed is None:
-            raise SwiftError(401, "the token is unknown or has expired; authenticate again")
+            raise SwiftError(401, "the token is unknown or has expired; authenticate again", realm)
         if allowed != account:
             raise SwiftError(403, f"the token is for account {allowed}, not {account}")
 
@@ -296,8 +304,8 @@ class SwiftAPI:
             return await handler(request, *args)
         except NotFound as exc:
             raise SwiftError(404, exc.message) from None
-        except ContainerNotEmpty as exc:
-            raise SwiftError(409, exc.message) from None
+        except (ContainerNotEmpty, ContainerBusy) as exc:
+            raise SwiftError(409, exc.message, fix=exc.fix) from None
         except EtagMismatch as exc:
             raise SwiftError(422, exc.message) from None
         except TooLarge as exc:
@@ -456,8 +464,9 @@ class SwiftAPI:
         return web.Response(status=201, headers={
             "ETag": stored.etag, "Last-Modified": http_date(stored.timestamp),
             "X-Timestamp": x_timestamp(stored.timestamp),
-            "X-Copied-From": f"{src_container}/{src_name}",
-            "X-Copied-From-Account": src_account,
+            # quoted as Swift does: a name may hold CR, LF or any other byte a header cannot
+            "X-Copied-From": quote(f"{src_container}/{src_name}"),
+            "X-Copied-From-Account": quote(src_account),
             "X-Copied-From-Last-Modified": http_date(src.timestamp)},
             content_type="text/html", charset="utf-8")
 
@@ -521,12 +530,15 @@ class SwiftAPI:
                 return stop
             headers = self._object_headers(info)
             status = 200
-            rng = _parse_range(request.headers.get("Range"), info.size) if "Range" in request.headers else None
-            if rng == "unsatisfiable":
+            ranges = parse_ranges(request.headers["Range"], info.size) if "Range" in request.headers else None
+            if ranges == "unsatisfiable":
                 return error_response(416, "Requested Range Not Satisfiable",
-                                      {"Content-Range": f"bytes */{info.size}"})
-            if rng is not None:
-                first, last = rng
+                                      {"Content-Range": f"bytes */{info.size}", "ETag": info.etag,
+                                       "Accept-Ranges": "bytes", "Last-Modified": headers["Last-Modified"]})
+            if ranges is not None and len(ranges) > 1:
+                return await self._multirange(request, reader, ranges, headers)
+            if ranges is not None:
+                first, last = ranges[0]
                 reader.restrict(first, last - first + 1)
                 headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
                 status = 206
@@ -541,6 +553,34 @@ class SwiftAPI:
             return resp
         finally:
             reader.close()
+
+    @staticmethod
+    async def _multirange(request, reader, ranges, headers):
+        """A 206 with a multipart/byteranges body: one part per range, each with its Content-Range.
+
+        Streamed piece by piece, so that many large ranges never sit in memory at once.
+        """
+        info = reader.info
+        boundary = secrets.token_hex(16)
+        heads = [f"--{boundary}\r\nContent-Type: {info.content_type}\r\n"
+                 f"Content-Range: bytes {first}-{last}/{info.size}\r\n\r\n".encode() for first, last in ranges]
+        tail = f"--{boundary}--".encode()
+        total = sum(len(h) + (last - first + 1) + 2 for h, (first, last) in zip(heads, ranges)) + len(tail)
+        headers["Content-Type"] = f"multipart/byteranges;boundary={boundary}"
+        resp = web.StreamResponse(status=206, headers=headers)
+        resp.content_length = total
+        await resp.prepare(request)
+        for head, (first, last) in zip(heads, ranges):
+            await resp.write(head)
+            offset = first
+            while offset <= last:
+                n = min(CHUNK, last + 1 - offset)
+                await resp.write(await reader.read_at(offset, n))
+                offset += n
+            await resp.write(b"\r\n")
+        await resp.write(tail)
+        await resp.write_eof()
+        return resp
 
     async def object_post(self, request, account, container, name):
         """POST object: replace all of its ``X-Object-Meta-*`` (202)."""
@@ -573,28 +613,40 @@ def _parse_date(value):
     return parsed.timestamp() if parsed.tzinfo else None
 
 
-def _parse_range(header, size):
-    """One HTTP byte range as inclusive ``(first, last)``, "unsatisfiable", or None (ignore it).
+def _position(digits):
+    """A byte position from its digits; one too long for any object stays "past the end"."""
+    return int(digits) if len(digits) <= MAX_DIGITS else 1 << 70
 
-    Several ranges, or a malformed header, are ignored (the whole object is sent),
-    as RFC 7233 allows; a well-formed range outside the object is unsatisfiable (416).
+
+def parse_ranges(header, size, max_ranges=MAX_RANGES):
+    """The byte ranges of a ``Range`` header as inclusive ``[(first, last), ...]``, "unsatisfiable", or None.
+
+    None means "ignore the header and send the whole object": another unit, a malformed
+    spec (``bytes=x-y``, a last before its first) or more than ``max_ranges`` ranges, as
+    RFC 9110 allows and Swift does.  Ranges outside the object are dropped; when none is
+    left the answer is 416 ("unsatisfiable").  Positions of any length are accepted.
     """
     unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
+    if unit.strip().lower() != "bytes":
         return None
-    m = RANGE_RE.match(spec)
-    if not m or (not m.group(1) and not m.group(2)):
+    specs = [p for p in spec.split(",") if p.strip()]
+    if not specs or len(specs) > max_ranges:
         return None
-    start, end = m.group(1), m.group(2)
-    if start:
-        first = int(start)
-        last = int(end) if end else size - 1
-        if end and last < first:
+    ranges = []
+    for part in specs:
+        m = RANGE_RE.match(part)
+        if not m or (not m.group(1) and not m.group(2)):
             return None
-        if first >= size:
-            return "unsatisfiable"
-        return first, min(last, size - 1)
-    suffix = int(end)
-    if suffix == 0 or size == 0:
-        return "unsatisfiable"
-    return max(0, size - suffix), size - 1
+        start, end = m.group(1), m.group(2)
+        if start:
+            first = _position(start)
+            last = _position(end) if end else size - 1
+            if end and last < first:
+                return None
+            if first < size:
+                ranges.append((first, min(last, size - 1)))
+        else:
+            suffix = _position(end)
+            if suffix > 0 and size > 0:
+                ranges.append((max(0, size - suffix), size - 1))
+    return ranges or "unsatisfiable"
