@@ -344,20 +344,28 @@ def _referrer_allowed(referrer, rules):
     return allowed
 
 
+def groups_of(identity):
+    """The names an ACL may grant a token's user by: ``account:user``, ``account`` and ``AUTH_account``."""
+    if identity is None:
+        return set()
+    storage_account, login = identity
+    return {login, login.partition(":")[0], storage_account}
+
+
 def swift_acl_allows(items, identity, referrer, listing=False):
     """True when a container ACL admits this request.
 
     Args:
         items: the ACL's grantees (``parse_container_acl``).
-        identity: ``(account, "account:user")`` of a token's user, or None (no token).
+        identity: ``(storage account, "account:user")`` of a token's user, or None (no token).
         referrer: the request's Referer header, or None.
         listing: the request lists the container (needs ``.rlistings`` for referrers).
     """
-    if identity is not None:
-        account, login = identity
-        for item in items:
-            if item in (account, login, "*") or (item.endswith(":*") and item[:-2] == account):
-                return True
+    groups = groups_of(identity)
+    for item in items:
+        if item in groups or (groups and (item == "*" or item == "*:*"
+                                          or (item.endswith(":*") and item[:-2] in groups))):
+            return True
     rules = [item[3:] for item in items if item.startswith(".r:")]
     if not rules or (listing and ".rlistings" not in items):
         return False
@@ -392,9 +400,9 @@ def account_acl_level(acl, identity):
     """The highest level (``read-only`` < ``read-write`` < ``admin``) an account ACL gives, or None."""
     if identity is None or not acl:
         return None
-    account, login = identity
+    groups = groups_of(identity)
     best = None
     for level in ACCOUNT_ACL_LEVELS:
-        if any(w in (account, login) for w in acl.get(level, [])):
+        if any(w in groups for w in acl.get(level, [])):
             best = level
     return best
