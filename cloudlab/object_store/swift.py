@@ -223,8 +223,12 @@ def _listing_response(request, fmt, kind, name, entries, headers):
                 items.append({"name": e.name, "count": e.count, "bytes": e.size,
                               "last_modified": iso_time(e.timestamp)})
             else:
-                items.append({"name": e.name, "hash": e.etag, "bytes": e.size,
-                              "content_type": e.content_type, "last_modified": iso_time(e.timestamp)})
+                item = {"name": e.name, "hash": e.etag, "bytes": e.size,
+                        "content_type": e.content_type, "last_modified": iso_time(e.timestamp)}
+                if e.version_id is not None:
+                    item["version_id"] = e.version_id
+                    item["is_latest"] = e.is_latest
+                items.append(item)
         return web.Response(status=200, body=json.dumps(items).encode(), headers=headers,
                             content_type="application/json", charset="utf-8")
     if fmt == "xml":
@@ -361,6 +365,9 @@ class SwiftAPI:
             raise SwiftError(400, f"Account name length of {len(account.encode())} longer than {MAX_ACCOUNT_NAME}")
         container = parts[1] if len(parts) > 1 else ""
         obj = parts[2] if len(parts) > 2 else ""
+        if obj and not container:
+            raise SwiftError(400, "the path has an empty container name: /v1/<account>//<object>",
+                             fix="name the container: /v1/<account>/<container>/<object>")
         method = request.method
         if obj:
             handler = getattr(self, f"object_{method.lower()}", None)
@@ -517,7 +524,19 @@ class SwiftAPI:
         """GET container: the object listing (text, json or xml)."""
         params = _listing_params(request, LIMITS["container_listing_limit"])
         headers = await self._container_headers(account, container, request.get(LEVEL))
-        entries = await self.store.list_objects(account, container, **params)
+        if "versions" in request.query:
+            # every version, newest first per name (Swift's object versioning listing)
+            entries = await self.store.list_versions(
+                account, container, prefix=params["prefix"], delimiter=params["delimiter"],
+                key_marker=params["marker"], version_marker=request.query.get("version_marker") or None,
+                limit=params["limit"])
+            for e in entries:
+                if e.delete_marker:
+                    e.content_type = "application/x-deleted;swift_versions_deleted=1"
+        else:
+            entries = await self.store.list_objects(account, container, **params)
+            for e in entries:
+                e.version_id = None         # version ids are listed with ?versions only
         return _listing_response(request, _out_format(request), "container", container, entries, headers)
 
     async def container_post(self, request, account, container):
