@@ -301,6 +301,10 @@ class _Operation:
         signed = "authorization" in headers or "X-Amz-Signature=" in self.raw_query \
             or "X-Amz-Algorithm=" in self.raw_query
         if not signed:
+            if "AWSAccessKeyId" in self.query and "Signature" in self.query:
+                raise sigv4.AuthError("InvalidRequest", "This URL is presigned with Signature Version 2, which "
+                                      "this store does not accept: presign with Signature Version 4 (AWS CLI: "
+                                      "aws configure set default.s3.signature_version s3v4)", 400)
             return
         accounts = {}
 
