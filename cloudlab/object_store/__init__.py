@@ -10,9 +10,13 @@ is no directory tree to mount and no block device: the API is the whole interfac
     conn = store.connection()             # python-swiftclient
     s3 = store.s3_client()                # boto3, same data
 
-The pieces: ``storage`` (the crash-safe on-disk store), ``auth`` (TempAuth users,
-tokens, S3 keys), ``swift`` (Swift API v1), ``s3`` (the S3 view), ``server`` (the
-aiohttp application and its runner), ``cli`` (``python -m cloudlab object-store``).
+The pieces: ``storage`` (the crash-safe on-disk store, with versions), ``commit`` (group
+commit of small uploads), ``files`` (temp files and durable writes), ``auth`` (TempAuth
+users, tokens, S3 keys), ``access`` (S3 ACLs and bucket policies, Swift ACLs), ``swift``
+(Swift API v1), ``s3`` (the S3 view), ``sigv4`` (AWS Signature V4), ``multipart`` (S3
+multipart uploads), ``form_upload`` (S3 POST Object from a browser form), ``server`` (the
+aiohttp application and its runner), ``cli`` (``python -m cloudlab object-store``),
+``wire`` (one request shown as a transcript).
 """
 
 import shutil

@@ -13,7 +13,16 @@ accounts carry ``X-Container-Meta-*`` / ``X-Account-Meta-*`` and their usage in
 ``X-Container-Object-Count``, ``X-Account-Bytes-Used`` ...  Status codes follow
 OpenStack's Object Storage API reference: 201 created, 202 accepted, 204 no content,
 304/412 for conditional requests, 400/411/413/416/422 for bad requests, 401 without
-a valid token, 403 for another account, 404, 409 for a non-empty container.
+a valid token (with ``WWW-Authenticate``), 403 for what the token's user may not do,
+404, 406 for an Accept no listing format fits, 409 for a non-empty container, 501 for
+what is not implemented (large-object manifests, the legacy versioning headers).
+
+Who may do what: the account's owner everything; others what an account ACL
+(``X-Account-Access-Control``) or a container ACL (``X-Container-Read``,
+``X-Container-Write``, see :mod:`.access`) grants, so a container with ``.r:*`` is
+readable without any token.  Versioning (``X-Versions-Enabled: true``) keeps every
+older version (``?version-id=``, ``?versions`` listings), and ``X-Delete-At`` /
+``X-Delete-After`` make an object expire.
 """
 
 import email.utils
