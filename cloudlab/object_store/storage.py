@@ -419,6 +419,11 @@ class _Container:
             self.versions = versions
             self.names = sorted(entries)
             self.bytes_used = sum(e[1] for e in entries.values())
+            # a crash between moving the current version aside and renaming its successor
+            # into place (or writing a delete marker) leaves a name whose newest version is
+            # an older one: that version is current again, as if the write never happened
+            for name in [n for n, older in versions.items() if n not in entries and not older[0].marker]:
+                self._promote(name)
             if entries:
                 self.last_modified = max(self.last_modified, max(e[3] for e in entries.values()))
             self.loaded = True
