@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 
-from ..errors import InvalidInput, MissingPrerequisite
+from ..errors import InvalidInput, MissingPrerequisite, NotFound
 from ..process import stop_process
 from .client import Client, describe, query
 from .clock import Clock, ClockEvent
@@ -113,7 +113,6 @@ class TimeService:
         Raises:
             NotFound: no member of that name.
         """
-        from ..errors import NotFound
         members = [*self.servers, *(m for h in self.hierarchies for m in h.members)]
         for member in reversed(members):       # the newest of a name wins
             if member.name == name:

@@ -126,6 +126,12 @@ class Hierarchy:
         slews a few µs), each on the member's curve where it happened.  The grey band is ±1 ms.
         The delay panel shows δ of each member's latest sample; in the stratum panel lines of
         one stratum are nudged apart so that none hides another.  Returns the figure.
+
+        Args:
+            members: names to draw (every member but stratum 1 by default).
+            log: symlog offset axis (False: linear).
+            linthresh: half-width of the symlog axis's linear band, seconds.
+            slew_mark: the smallest slew marked, seconds.
         """
         import matplotlib.pyplot as plt
         from matplotlib.lines import Line2D
