@@ -168,7 +168,8 @@ class Clock:
             ppm: frequency error in parts per million.
         """
         with self._lock:
-            before = self.offset_at(self._host())
+            # from the clock's own state, not the published tuple (which a failure may have spoiled)
+            before = self._offset_now(self._host())
             self._h0 = self._host()
             self._err_off = float(offset)
             self._err_rate = float(ppm) * 1e-6
@@ -213,7 +214,7 @@ class Clock:
 
     def _log(self, h, kind, amount, duration=0.0):
         # the offset right after a change; a slew's is the offset it starts from
-        self.events.append(ClockEvent(h, kind, amount, self.offset_at(h), duration))
+        self.events.append(ClockEvent(h, kind, amount, self._offset_now(h), duration))
 
     def _discipline_at(self, h):
         slewed = self._slew_rate * (min(h, self._slew_end) - self._h0) if h > self._h0 else 0.0
