@@ -68,7 +68,8 @@ def test_default_image_has_what_a_server_boots():
 
 
 def test_module_list_puts_dependencies_first():
-    build = Path(default_image().disk).parent      # this checkout's build (the cache is shared)
+    # this checkout's build, not the newest in the cache: the cache is shared with other checkouts
+    build = Path(default_image().disk).parent
     load = (build / "manifest.json").read_text()
     groups = json.loads(load)["modules"]
     core = groups["core"]
