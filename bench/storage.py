@@ -41,6 +41,7 @@ def figure(name, value):
 
 
 def run(server, command):
+    """Run ``command`` in ``server`` and return its output; a failure stops the benchmark."""
     result = server.run(command, timeout=TIMEOUT)
     if not result.ok:
         raise cl.CloudlabError(f"{server.name}: {command!r} failed: {result.stderr.strip()}")

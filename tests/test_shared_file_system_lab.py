@@ -38,6 +38,7 @@ def servers(lab):
     b = lab.compute.create_server("b", timeout=BOOT_TIMEOUT, wait=False)
     for server in (a, b):
         server.wait(timeout=BOOT_TIMEOUT)
+        server.wait_for_address(timeout=60)     # NFS needs the guest's address, leased and configured
     return a, b
 
 

@@ -168,7 +168,7 @@ class FileBackend(Backend):
         fmt = target.suffix[1:]
 
         def fill(tmp):
-            # convert writes only the allocated data, so the copy stays thin
+            """Write the copy into ``tmp`` (convert writes only allocated data, so it stays thin)."""
             run_qemu_img(["convert", "-q", "-f", source_format, "-O", fmt, str(source), str(tmp)],
                          f"copying {what} into volume {volume_id}")
             run_qemu_img(["resize", "-q", "-f", fmt, str(tmp), f"{size}G"], f"sizing volume {volume_id}")

@@ -97,6 +97,7 @@ def client_blocks(rules):
     must come before a rule for its whole network, whatever order they were added in.
     """
     def key(rule):
+        """Longest prefix first, then by address, so the order never depends on insertion."""
         network = ipaddress.ip_network(rule[0], strict=False)
         return (-network.prefixlen, network.version, int(network.network_address))
 
