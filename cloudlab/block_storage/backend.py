@@ -19,7 +19,15 @@ by id and sizes in GiB:
 ``allocated_bytes(id)``, ``start()``, ``stop()``, ``leftovers()``.
 
 Capabilities a backend declares: ``online_extend`` (a volume can grow while
-attached) and ``name`` (shown as the volume's type).  The storage-node layout of
+attached) and ``name`` (shown as the volume's type).
+
+For what builds on this interface: statuses are Cinder's (``volume.py``), ids are
+UUIDs, sizes whole GiB, and ``Volume.to_cinder()`` / ``Snapshot.to_cinder()`` give
+Cinder v3's JSON shapes for a REST API over the service; quotas use Cinder's names
+(volumes, snapshots, gigabytes).  A consumer that is not a guest (a database on the
+lab host, say) can reach a volume the same way QEMU does: the connection info names
+the file or the NBD export, which ``qemu-storage-daemon --export type=fuse`` or
+``qemu-nbd`` can present as a plain file.  The storage-node layout of
 the architectures lab adds a backend that serves the same volumes over the
 network (:mod:`cloudlab.block_storage.nbd`), and nothing above this interface
 changes.
