@@ -5,7 +5,7 @@
         server = lab.compute.create_server("web1", image="cirros-like", flavor="m1.tiny")
         lab.object_store.url
 
-Services are named as OpenStack names them (``compute``, ``image``,
+Services are named as OpenStack names them (``compute``, ``image``, ``containers``,
 ``block_storage``, ``object_store``, ``shared_file_system``, ``ntp``) and start on
 first use, so a lab that only teaches object storage never needs a hypervisor.
 ``stop()`` stops every service this lab started and removes what it created.
@@ -24,6 +24,7 @@ SERVICES = {
     "host": "cloudlab.host:LabHost",
     "image": "cloudlab.image:ImageService",
     "compute": "cloudlab.compute:Compute",
+    "containers": "cloudlab.containers:Containers",
     "object_store": "cloudlab.object_store:ObjectStore",
     "ntp": "cloudlab.ntp:TimeService",
 }

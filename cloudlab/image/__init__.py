@@ -381,6 +381,14 @@ class ImageService:
     def stop(self):
         """Images outlive labs, like Glance's; nothing to stop."""
 
+    def rootfs(self):
+        """The default image's root file system as a folder (what its disk holds).
+
+        The container service makes its ``busybox`` container image from it, so a
+        VM and a container of the lab run the very same files.
+        """
+        return Path(default_image().disk).parent / "rootfs"
+
     def list_images(self):
         """All images, the default first."""
         images = [default_image()]
@@ -444,7 +452,7 @@ class ImageService:
         """
         if not isinstance(size_mib, int) or not 8 <= size_mib <= 65536:
             raise InvalidInput(f"size_mib={size_mib!r} is not usable", fix="give 8 to 65536 (MiB)")
-        rootfs = Path(default_image().disk).parent / "rootfs"
+        rootfs = self.rootfs()
 
         def fill(scratch):
             _make_disk(scratch / "disk.qcow2", rootfs, size_mib)
