@@ -132,6 +132,8 @@ def run():
         _program("dnsmasq", "dnsmasq-base"),
         _program("dot", "graphviz", required=False, purpose="architecture diagrams"),
         _program("chronyd", "chrony", required=False, purpose="NTP lab and benchmark"),
+        _program("podman", "podman runc containernetworking-plugins", required=False,
+                 purpose="container service, labs 05 and later"),
         _image(),
         _accelerator(),
         _memory(),
