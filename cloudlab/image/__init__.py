@@ -8,7 +8,8 @@ An image is what a server boots: a kernel, an initramfs and a base disk.
   ``cloudlab/image/guest/init``, which loads them and switches to the root disk;
 * base disk: an ext4 filesystem (made with ``mke2fs -d``, no root needed) with
   busybox, an init, DHCP, an SNTP client for the clock (Debian's busybox has no
-  ntpd; ``guest/sntp.c`` is compiled statically) and the agent, stored
+  ntpd; ``guest/sntp.c`` is compiled statically), ``cloudlab-measure``
+  (``guest/measure.c``: the workloads labs time) and the agent, stored
   as qcow2.  Servers never boot the base disk itself: each gets a copy-on-write
   overlay, so creating one copies nothing.
 
@@ -184,16 +185,22 @@ def _stage_rootfs(root, busybox):
         target = root / dest
         shutil.copyfile(source, target)
         target.chmod(mode)
-    _compile_sntp(root / "usr" / "bin" / "cloudlab-sntp")
+    _compile_guest_tool("sntp.c", root / "usr" / "bin" / "cloudlab-sntp", "-Os")
+    _compile_guest_tool("measure.c", root / "usr" / "bin" / "cloudlab-measure", "-O2")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "etc" / "motd").write_text("cloudlab guest: busybox on Debian's kernel\n")
 
 
-def _compile_sntp(target):
-    """The guest's SNTP client, compiled statically (Debian's busybox has no ntpd)."""
+def _compile_guest_tool(source, target, optimise):
+    """A small C program of guest/, compiled statically (no libc in the guest).
+
+    ``sntp.c``: the guest's SNTP client (Debian's busybox has no ntpd).
+    ``measure.c``: timed workloads (CPU loop, direct-I/O disk, TCP to the host) that
+    the same binary runs in a guest, in a container and on the host.
+    """
     gcc = _tool("gcc")
-    _run([gcc, "-static", "-Os", "-s", "-o", str(target), str(GUEST_DIR / "sntp.c")])
+    _run([gcc, "-static", optimise, "-s", "-o", str(target), str(GUEST_DIR / source)])
 
 
 # applets /init uses; the initramfs holds only these (the system is on the root disk)
