@@ -6,14 +6,16 @@
  * line, "<what> <amount> <seconds> [mode]", timed with CLOCK_MONOTONIC around
  * the work only (process start-up is not counted).
  *
- *   cloudlab-measure cpu N                 N rounds of an integer loop (xorshift)
- *   cloudlab-measure write FILE MIB        MIB MiB written sequentially in 1 MiB blocks with
- *                                          O_DIRECT (past the page cache), then fsync
- *   cloudlab-measure read FILE             FILE read sequentially with O_DIRECT
+ *   cloudlab-measure cpu N                 N rounds of an integer loop (xorshift and a table)
+ *   cloudlab-measure write FILE MIB [KIB]  MIB MiB written sequentially in blocks of KIB KiB
+ *                                          (default 1024) with O_DIRECT (past the page cache),
+ *                                          then fsync
+ *   cloudlab-measure read FILE [KIB]       FILE read sequentially with O_DIRECT
  *   cloudlab-measure send ADDR PORT MIB    TCP: send MIB MiB, then wait until the receiver
  *                                          answers how many bytes it got
- *   cloudlab-measure sink ADDR PORT [N]    TCP server on ADDR:PORT: read each connection to
- *                                          its end and answer the byte count; exit after N
+ *   cloudlab-measure sink ADDR PORT [N]    TCP server on ADDR:PORT (0: any free port; the
+ *                                          first line says which): read each connection to its
+ *                                          end and answer the byte count; exit after N
  *                                          connections (default: serve until killed)
  *
  * "mode" is "direct" or, where the file system refuses O_DIRECT (tmpfs), "buffered".
@@ -32,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK (1 << 20)
+#define BLOCK (1 << 20)     /* the largest block; writes and reads take a smaller one too */
 
 static double now(void) {
     struct timespec ts;
@@ -48,11 +50,14 @@ static int fail(const char *what) {
 static volatile uint64_t sink_value;   /* keeps the loop from being optimised away */
 
 static int cpu(uint64_t rounds) {
+    /* arithmetic and memory, as ordinary programs mix them: a pseudo-random
+     * number per round, counted into a 64 KiB table (it stays in the caches) */
+    static uint32_t table[1 << 14];
     uint64_t x = 88172645463325252ULL, acc = 0;
     double t0 = now();
     for (uint64_t i = 0; i < rounds; i++) {
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        acc += x & 0xff;
+        acc += ++table[x & ((1 << 14) - 1)];
     }
     double t = now() - t0;
     sink_value = acc;
@@ -69,9 +74,10 @@ static void *block_buffer(void) {
     return buf;
 }
 
-static int disk_write(const char *path, long mib) {
+static int disk_write(const char *path, long mib, long block) {
     void *buf = block_buffer();
     if (!buf) return fail("memory");
+    if (block <= 0 || block > BLOCK || block % 4096) block = BLOCK;
     const char *mode = "direct";
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0644);
     if (fd < 0 && errno == EINVAL) {
@@ -79,19 +85,21 @@ static int disk_write(const char *path, long mib) {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     }
     if (fd < 0) return fail(path);
+    long long total = (long long)mib * BLOCK;
     double t0 = now();
-    for (long i = 0; i < mib; i++)
-        if (write(fd, buf, BLOCK) != BLOCK) return fail("write");
+    for (long long done = 0; done < total; done += block)
+        if (write(fd, buf, block) != block) return fail("write");
     if (fsync(fd) != 0) return fail("fsync");
     double t = now() - t0;
     close(fd);
-    printf("write %lld %.6f %s\n", (long long)mib * BLOCK, t, mode);
+    printf("write %lld %.6f %s\n", total, t, mode);
     return 0;
 }
 
-static int disk_read(const char *path) {
+static int disk_read(const char *path, long block) {
     void *buf = block_buffer();
     if (!buf) return fail("memory");
+    if (block <= 0 || block > BLOCK || block % 4096) block = BLOCK;
     const char *mode = "direct";
     int fd = open(path, O_RDONLY | O_DIRECT);
     if (fd < 0 && errno == EINVAL) {
@@ -102,7 +110,7 @@ static int disk_read(const char *path) {
     long long total = 0;
     ssize_t n;
     double t0 = now();
-    while ((n = read(fd, buf, BLOCK)) > 0) total += n;
+    while ((n = read(fd, buf, block)) > 0) total += n;
     if (n < 0) return fail("read");
     double t = now() - t0;
     close(fd);
@@ -158,7 +166,9 @@ static int net_sink(const char *host, const char *port, long count) {
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0) return fail("bind");
     if (listen(lfd, 8) != 0) return fail("listen");
-    printf("listening %s:%s\n", host, port);
+    socklen_t len = sizeof sa;
+    getsockname(lfd, (struct sockaddr *)&sa, &len);      /* port 0: the kernel chose one */
+    printf("listening %s:%d\n", host, ntohs(sa.sin_port));
     fflush(stdout);
     char *buf = malloc(BLOCK);
     for (long served = 0; count <= 0 || served < count; served++) {
@@ -176,7 +186,7 @@ static int net_sink(const char *host, const char *port, long count) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: cloudlab-measure cpu N | write FILE MIB | read FILE | send ADDR PORT MIB | "
+    fprintf(stderr, "usage: cloudlab-measure cpu N | write FILE MIB [KIB] | read FILE [KIB] | send ADDR PORT MIB | "
                     "sink ADDR PORT [N]\n");
     return 2;
 }
@@ -184,8 +194,10 @@ static int usage(void) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 3 && !strcmp(argv[1], "cpu")) return cpu(strtoull(argv[2], NULL, 10));
-    if (argc == 4 && !strcmp(argv[1], "write")) return disk_write(argv[2], atol(argv[3]));
-    if (argc == 3 && !strcmp(argv[1], "read")) return disk_read(argv[2]);
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "write"))
+        return disk_write(argv[2], atol(argv[3]), argc == 5 ? atol(argv[4]) * 1024 : BLOCK);
+    if ((argc == 3 || argc == 4) && !strcmp(argv[1], "read"))
+        return disk_read(argv[2], argc == 4 ? atol(argv[3]) * 1024 : BLOCK);
     if (argc == 5 && !strcmp(argv[1], "send")) return net_send(argv[2], argv[3], atol(argv[4]));
     if ((argc == 4 || argc == 5) && !strcmp(argv[1], "sink"))
         return net_sink(argv[2], argv[3], argc == 5 ? atol(argv[4]) : 0);
