@@ -53,9 +53,11 @@ DISK_MIB = 64
 # hundreds of ms).  Dependencies are resolved from the kernel package.
 MODULE_GROUPS = [
     # group, condition, modules
-    ("core", "always", ["virtio_pci", "virtio_blk", "virtio_console", "crc32c_generic", "ext4",
-                        "button", "evdev"]),
+    ("core", "always", ["crc32c_generic", "ext4", "button", "evdev"]),
+    # any virtio device (vendor 0x1af4): a fully emulated guest loads no virtio driver at all
+    ("virtio", "1af4:*", ["virtio_pci", "virtio_blk", "virtio_console"]),
     ("virtio-net", "1af4:1000 1af4:1041", ["virtio_net"]),
+    ("virtio-rng", "1af4:1005 1af4:1044", ["virtio_rng"]),
     # the "emulated" device profile: IDE (i440fx) or SATA (q35) disk, e1000 NIC
     ("emulated-disk", "!1af4:1001 !1af4:1042", ["ata_piix", "ahci", "sd_mod"]),
     ("e1000", "8086:100e", ["e1000"]),
