@@ -77,6 +77,7 @@ class Server:
         flavor: its :class:`~cloudlab.compute.flavor.Flavor`.
         image: name of the image it was created from.
         profile: device profile (``virtio`` or ``emulated``).
+        accel: accelerator it runs under, ``kvm`` or ``tcg`` (None on libvirt's test driver).
         network: libvirt network of its NIC, or None.
         disk, console_path, agent_socket: its files under the lab's state folder.
     """
@@ -90,6 +91,7 @@ class Server:
         self.flavor = Flavor(meta["flavor"], int(meta["vcpus"]), int(meta["ram_mib"]), int(meta["disk_gib"]))
         self.image = meta.get("image", "?")
         self.profile = meta.get("profile", "virtio")
+        self.accel = meta.get("accel") or None
         self.network = meta.get("network") or None
         self.created = float(meta.get("created", 0))
         self.disk = Path(meta["disk"])
