@@ -80,6 +80,12 @@ class Lab:
                 self.started = True
             return self._services[attribute]
 
+    @property
+    def running(self):
+        """Names of the services started so far, in the order they started."""
+        with self._lock:
+            return list(self._services)
+
     def __getattr__(self, attribute):
         # only called for attributes not found normally: the lazily started services
         if attribute in SERVICES:
