@@ -184,8 +184,8 @@ def measure(target, sink=None, cpu_rounds=QUICK["cpu_rounds"], disk_mib=QUICK["d
 
     Args:
         sink: a running :class:`Sink` (no network workload without one).
-        cpu_rounds: rounds of the CPU loop.
-        disk_mib, block_kib: size of the file and of each direct-I/O request.
+        cpu_rounds: rounds of the CPU loop (0: none).
+        disk_mib, block_kib: size of the file and of each direct-I/O request (0 MiB: no disk workload).
         net_mib: MiB sent to the host.
         repeat: runs of each workload; the best is kept.
     """
@@ -193,17 +193,19 @@ def measure(target, sink=None, cpu_rounds=QUICK["cpu_rounds"], disk_mib=QUICK["d
     if not target.available:
         return row
     m = MEASURE
-    row["cpu_s"] = min(_value(target, [m, "cpu", cpu_rounds], "the CPU loop")[1] for _ in range(repeat))
-    writes, reads = [], []
-    try:
-        for _ in range(repeat):
-            size, seconds = _value(target, [m, "write", target.scratch, disk_mib, block_kib], "the disk write")
-            writes.append(size / MIB / seconds)
-            size, seconds = _value(target, [m, "read", target.scratch, block_kib], "the disk read")
-            reads.append(size / MIB / seconds)
-    finally:
-        target.run(["rm", "-f", target.scratch])
-    row["write_mibps"], row["read_mibps"] = max(writes), max(reads)
+    if cpu_rounds:
+        row["cpu_s"] = min(_value(target, [m, "cpu", cpu_rounds], "the CPU loop")[1] for _ in range(repeat))
+    if disk_mib:
+        writes, reads = [], []
+        try:
+            for _ in range(repeat):
+                size, seconds = _value(target, [m, "write", target.scratch, disk_mib, block_kib], "the disk write")
+                writes.append(size / MIB / seconds)
+                size, seconds = _value(target, [m, "read", target.scratch, block_kib], "the disk read")
+                reads.append(size / MIB / seconds)
+        finally:
+            target.run(["rm", "-f", target.scratch])
+        row["write_mibps"], row["read_mibps"] = max(writes), max(reads)
     if sink is not None:
         if target.kind == "vm" and target.resource is not None:
             target.resource.wait_for_address(timeout=60)    # DHCP runs after the guest is ready
