@@ -182,3 +182,15 @@ def test_default_flavors_fit_ten_servers_on_a_small_host():
     tiny = DEFAULT_FLAVORS[0]
     assert tiny.vcpus == 1 and 10 * tiny.ram_mib <= 2048
     assert [f.name for f in DEFAULT_FLAVORS] == ["m1.tiny", "m1.small", "m1.medium"]
+
+
+def test_device_lines_show_what_differs_between_profiles():
+    virtio = domain.device_lines(build(DEFAULT_FLAVORS[0], "virtio").to_xml())
+    emulated = domain.device_lines(build(DEFAULT_FLAVORS[0], "emulated", domain_type="kvm").to_xml())
+    assert virtio[:3] == ["domain type qemu (TCG: emulated CPU)", "machine q35", "disk vda on bus virtio"]
+    assert "NIC model virtio" in virtio and "RNG virtio" in virtio
+    assert f"channel virtio {AGENT_CHANNEL} (the agent)" in virtio
+    assert emulated[:3] == ["domain type kvm (KVM: hardware-assisted)", "machine pc", "disk hda on bus ide"]
+    assert "NIC model e1000" in emulated and "serial port 1: unix (the agent)" in emulated
+    assert "clock timer kvmclock present=no" in emulated
+    assert not any("virtio" in line for line in emulated)

@@ -135,6 +135,10 @@ def test_the_host_sees_a_qemu_process_per_guest(lab, targets):
         assert proc.guest_memory_mib == server.flavor.ram_mib
         assert proc.rss_mib > 16
         assert f"guest={server.domain_name}," in " ".join(proc.cmdline)
+    assert {"virtio-blk-pci", "virtio-net-pci", "virtio-rng-pci"} <= set(processes["virtio"].devices)
+    assert {"ide-hd", "e1000", "isa-serial"} <= set(processes["emulated"].devices)
+    assert not any("virtio" in d for d in processes["emulated"].devices)
+    assert processes["emulated"].machine.startswith("pc-i440fx") and processes["virtio"].machine.startswith("pc-q35")
     with pytest.raises(cl.NotFound):
         introspect.find_qemu_pid(lab.prefix + "no-such-server")
 

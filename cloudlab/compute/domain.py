@@ -370,6 +370,37 @@ def server_domain(name, *, domain_type, vcpus, ram_mib, profile, kernel, initrd,
         metadata=Metadata(metadata) if metadata else None, timers=timers)
 
 
+def device_lines(xml):
+    """A domain's machine and devices as short lines, the parts that differ between profiles.
+
+    E.g. ``["domain type qemu (TCG)", "machine pc", "disk hda on bus ide", "NIC model e1000", ...]``.
+    """
+    root = ET.fromstring(xml)
+    kind = root.get("type")
+    lines = [f"domain type {kind}" + {"qemu": " (TCG: emulated CPU)", "kvm": " (KVM: hardware-assisted)"}.get(kind, "")]
+    os_type = root.find("os/type")
+    if os_type is not None:
+        lines.append(f"machine {os_type.get('machine')}")
+    devices = root.find("devices")
+    for el in (devices if devices is not None else []):
+        target = el.find("target")
+        if el.tag == "disk" and target is not None:
+            lines.append(f"disk {target.get('dev')} on bus {target.get('bus')}")
+        elif el.tag == "interface":
+            model = el.find("model")
+            lines.append(f"NIC model {model.get('type') if model is not None else '(default)'}")
+        elif el.tag == "rng":
+            lines.append(f"RNG {el.get('model')}")
+        elif el.tag == "channel" and target is not None:
+            lines.append(f"channel {target.get('type')} {target.get('name')} (the agent)")
+        elif el.tag == "serial" and target is not None:
+            what = "the console log" if el.get("type") == "file" else "the agent" if el.get("type") == "unix" else ""
+            lines.append(f"serial port {target.get('port')}: {el.get('type')}" + (f" ({what})" if what else ""))
+    for timer in root.findall("clock/timer"):
+        lines.append(f"clock timer {timer.get('name')} present={timer.get('present')}")
+    return lines
+
+
 def read_metadata(xml):
     """The ``<cloudlab:server>`` attributes of a domain's XML as a dict ({} when absent)."""
     root = ET.fromstring(xml)

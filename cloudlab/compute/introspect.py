@@ -17,6 +17,7 @@ and the CPU runs guest code directly; with TCG they run QEMU's translated code.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 from ..errors import NotFound
@@ -194,6 +195,30 @@ class QemuProcess:
     def vcpu_threads(self):
         """The threads that run the virtual CPUs (``CPU n/KVM`` or ``CPU n/TCG``)."""
         return tuple(t for t in self.threads if t[1].startswith("CPU "))
+
+    @property
+    def devices(self):
+        """The device models QEMU was started with (``-device``), e.g. ``e1000``, ``virtio-net-pci``."""
+        found = []
+        for flag, value in zip(self.cmdline, self.cmdline[1:]):
+            if flag != "-device":
+                continue
+            if value.startswith("{"):
+                try:
+                    found.append(json.loads(value).get("driver", "?"))
+                    continue
+                except ValueError:
+                    pass
+            found.append(value.split(",", 1)[0])     # older QEMU: driver,key=value,...
+        return tuple(found)
+
+    @property
+    def machine(self):
+        """The machine type QEMU emulates (``-machine``), e.g. ``pc-i440fx-7.2``."""
+        for flag, value in zip(self.cmdline, self.cmdline[1:]):
+            if flag == "-machine":
+                return value.split(",", 1)[0]
+        return ""
 
     @property
     def accel(self):
