@@ -84,7 +84,7 @@ def container_start(lab):
         argv = engine.argv("run", "--name", name, "--network", containers.network, *limits,
                            "--cgroup-parent", "/" + containers.cgroup_parent, image.ref, "echo", "ready")
         started = time.monotonic()
-        out = subprocess.run(argv, env=engine.env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(argv, env=engine.env, capture_output=True, text=True, timeout=120, cwd=engine.cwd)
         peer.append(time.monotonic() - started)
         engine.run("rm", "-f", name, check=False)
         if not answered or out.stdout != "ready\n":

@@ -160,7 +160,8 @@ def test_container_is_a_host_process_with_its_own_namespaces(lab, web):
 
 
 @lab_only
-def test_flavor_becomes_cgroup_limits(lab, web):
+def test_flavor_becomes_cgroup_limits(lab, web, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)     # the engine writes nothing where its caller happens to be
     limits = web.cgroup_limits()
     assert limits["memory_bytes"] == 128 * 2**20
     assert limits["cpus"] == 1.0
@@ -172,6 +173,7 @@ def test_flavor_becomes_cgroup_limits(lab, web):
     hog.wait(STOPPED, timeout=60)
     assert hog.exit_code == 137
     hog.delete()
+    assert list(tmp_path.iterdir()) == []       # conmon's "oom" marker went to the engine's folder
 
 
 @lab_only

@@ -205,7 +205,7 @@ class Container:
             input = input.encode()
         try:
             result = subprocess.run(self._engine.argv(*args), input=input, capture_output=True,
-                                    env=self._engine.env, timeout=timeout,
+                                    env=self._engine.env, timeout=timeout, cwd=self._engine.cwd,
                                     stdin=subprocess.DEVNULL if input is None else None)
         except subprocess.TimeoutExpired:
             raise ResourceTimeout(f"{shlex.join(argv)!r} did not finish within {timeout} s in container {self.name}",
@@ -235,7 +235,7 @@ class Container:
         """
         args = ["logs"] + (["--tail", str(int(tail))] if tail is not None else []) + [self.podman_name]
         result = subprocess.run(self._engine.argv(*args), capture_output=False, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=self._engine.env, timeout=60)
+                                stderr=subprocess.STDOUT, env=self._engine.env, timeout=60, cwd=self._engine.cwd)
         text = result.stdout.decode(errors="replace")
         if result.returncode != 0:
             if "no such" in text.lower():

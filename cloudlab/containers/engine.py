@@ -116,6 +116,11 @@ class Engine:
         return self.root / "ipam"
 
     @property
+    def cwd(self):
+        """Working folder of every podman command: conmon writes files (``oom``) into its own."""
+        return str(self.root / "tmp")
+
+    @property
     def env(self):
         """The environment of every podman command: the machine's, plus the three configuration files."""
         env = dict(os.environ)
@@ -200,7 +205,7 @@ class Engine:
         binary = isinstance(input, (bytes, bytearray))
         try:
             result = subprocess.run(self.argv(*args), input=input, capture_output=True, text=not binary,
-                                    env=self.env, timeout=timeout)
+                                    env=self.env, timeout=timeout, cwd=self.cwd)
         except FileNotFoundError:
             raise MissingPrerequisite("podman is not installed", fix=f"sudo apt-get install {PACKAGES}") from None
         except subprocess.TimeoutExpired:
