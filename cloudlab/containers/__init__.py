@@ -432,18 +432,20 @@ def clean(prefix, engine=None):
     engine = engine or host_engine()
     containers, image_refs, networks, cgroups = _lab_items(prefix, engine)
     removed, problems = [], []
-    if containers:
-        result = engine.run("rm", "-f", "-t", "0", *containers, check=False)
+    for what, args, names in (("containers", ("rm", "-f", "-t", "0"), containers),
+                              ("images", ("rmi", "-f"), image_refs)):
+        if not names:
+            continue
+        try:
+            result = engine.run(*args, *names, check=False)
+        except CloudlabError as exc:        # the lab host's namespace is gone, podman is missing...
+            problems.append(f"{what} {', '.join(names)}: {exc.message}")
+            continue
         if result.returncode != 0:
-            problems.append(f"containers {', '.join(containers)}: {podman_error(result.stderr)}")
+            problems.append(f"{what} {', '.join(names)}: {podman_error(result.stderr)}")
         else:
-            removed += [f"container {n}" for n in containers]
-    if image_refs:
-        result = engine.run("rmi", "-f", *image_refs, check=False)
-        if result.returncode != 0:
-            problems.append(f"images: {podman_error(result.stderr)}")
-        else:
-            removed += [f"container image {r}" for r in image_refs]
+            kind = "container" if what == "containers" else "container image"
+            removed += [f"{kind} {n}" for n in names]
     for path in networks:
         network_mod.remove(engine.network_dir, path.name[:-len(".conflist")], engine.ipam_dir)
         removed.append(f"container network {path.name[:-len('.conflist')]}")
