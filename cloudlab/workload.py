@@ -127,6 +127,22 @@ def boot_server(compute, name, profile="virtio", accel=None, flavor="m1.tiny", t
     return server_target(server, ready_s=time.monotonic() - started)
 
 
+def boot_servers(compute, specs, flavor="m1.tiny", timeout=180):
+    """Boot several servers at once, each timed from its own request to ready; returns their Targets in order.
+
+    Args:
+        specs: ``(name, profile, accel)`` triples (accel None: the host's).
+    On a 2-core host under emulation guests booting together slow each other a
+    little; each still gets its own ready time, measured under the same load.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    specs = list(specs)
+    with ThreadPoolExecutor(max(1, len(specs))) as pool:
+        futures = [pool.submit(boot_server, compute, name, profile=profile, accel=accel, flavor=flavor,
+                               timeout=timeout) for name, profile, accel in specs]
+        return [f.result() for f in futures]
+
+
 def start_container(containers, name, image="busybox", flavor="m1.tiny"):
     """Create a container and time it to its first command answered; returns its :class:`Target`."""
     started = time.monotonic()
@@ -178,6 +194,21 @@ def _value(target, argv, what, timeout=300):
     return int(fields[1]), float(fields[2])
 
 
+def _wait_for_route(target, address, timeout=60):
+    """Wait until a server's guest can reach ``address``: DHCP runs in the background after it is ready.
+
+    libvirt shows the lease as soon as dnsmasq grants it; the guest configures its
+    address a moment later, so the guest itself is asked.
+    """
+    target.resource.wait_for_address(timeout=timeout)
+    tries = int(timeout * 10)
+    result = target.run(["sh", "-c", f"for i in $(seq {tries}); do ip route get {address} >/dev/null 2>&1 "
+                                     "&& exit 0; usleep 100000; done; exit 1"], timeout=timeout + 10)
+    if not result.ok:
+        raise CloudlabError(f"{target.label} has no route to {address} after {timeout} s",
+                            fix="read the server's console_log(): did DHCP give it an address?")
+
+
 def measure(target, sink=None, cpu_rounds=QUICK["cpu_rounds"], disk_mib=QUICK["disk_mib"],
             block_kib=QUICK["block_kib"], net_mib=QUICK["net_mib"], repeat=QUICK["repeat"]):
     """Run every workload in ``target`` (best of ``repeat``) and return ``{metric: value}``.
@@ -208,7 +239,7 @@ def measure(target, sink=None, cpu_rounds=QUICK["cpu_rounds"], disk_mib=QUICK["d
         row["write_mibps"], row["read_mibps"] = max(writes), max(reads)
     if sink is not None:
         if target.kind == "vm" and target.resource is not None:
-            target.resource.wait_for_address(timeout=60)    # DHCP runs after the guest is ready
+            _wait_for_route(target, sink.address)
         sends = []
         for _ in range(repeat):
             size, seconds = _value(target, [m, "send", sink.address, sink.port, net_mib], "the network send")

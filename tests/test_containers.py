@@ -220,6 +220,10 @@ def test_stop_start_keeps_files_and_logs_show_output(lab, web):
     assert web.exec("cat /root/note").stdout == "kept\n"
     with pytest.raises(cl.Conflict):
         web.start()
+    nobody = lab.containers.create_container("nobody", command="id -u", user="65534")
+    nobody.wait(STOPPED, timeout=30)
+    assert nobody.logs().strip() == "65534"
+    nobody.delete()
     job = lab.containers.create_container("job", command="echo one; echo two >&2; exit 4")
     job.wait(STOPPED, timeout=30)
     assert job.exit_code == 4

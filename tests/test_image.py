@@ -78,7 +78,7 @@ def test_module_list_puts_dependencies_first():
     # a guest with no virtio device (the emulated profile) loads none of them
     assert not any(m.startswith("virtio") for m in core)
     assert "net_failover.ko" in groups["virtio-net"]
-    assert "virtio_rng.ko" in groups["virtio-rng"]
+    assert "virtio-rng.ko" in groups["virtio-rng"]
 
 
 def test_build_is_cached_by_its_inputs(monkeypatch):

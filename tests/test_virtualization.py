@@ -7,7 +7,6 @@ workloads, which run with small sizes here (the benchmark runs longer ones).
 """
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -94,8 +93,8 @@ def lab():
 def targets(lab):
     """One server per profile, booted once for the module (at the same time: the ready times are not tested)."""
     profiles = ("virtio", "emulated")
-    with ThreadPoolExecutor(len(profiles)) as pool:
-        booted = pool.map(lambda p: workload.boot_server(lab.compute, p, profile=p, timeout=BOOT_TIMEOUT), profiles)
+    booted = workload.boot_servers(lab.compute, [(p, p, None) for p in profiles], timeout=BOOT_TIMEOUT)
+    assert all(t.available and t.ready_s > 0 for t in booted)
     return dict(zip(profiles, booted))
 
 

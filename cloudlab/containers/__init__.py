@@ -290,7 +290,7 @@ class Containers:
         return args
 
     def create_container(self, name, image=DEFAULT_IMAGE, command=None, flavor=None, memory_mib=None,
-                         cpus=None, env=None, ports=None, mounts=None, network=None, workdir=None):
+                         cpus=None, env=None, ports=None, mounts=None, network=None, workdir=None, user=None):
         """Create and start a container; returns it RUNNING (or STOPPED when its command ended at once).
 
         Args:
@@ -304,6 +304,7 @@ class Containers:
             mounts: ``{host path: container path}`` bind mounts (``"/path:ro"`` for read-only).
             network: None for the lab network, False for none.
             workdir: working directory of the command.
+            user: user (name or uid, ``uid:gid``) the command runs as; default the image's (root).
         Raises:
             InvalidInput: a bad name, command, limit, port or mount.
             NotFound: unknown image (the message lists the local ones) or flavor.
@@ -338,6 +339,8 @@ class Containers:
             args += ["-e", f"{key}={value}"]
         if workdir:
             args += ["-w", workdir]
+        if user is not None:
+            args += ["--user", str(user)]
         args += self._port_args(ports) + self._mount_args(mounts)
         args += [image.ref, *argv]
         with self._lock:
