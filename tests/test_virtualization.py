@@ -178,7 +178,7 @@ def test_workloads_side_by_side(lab, targets):
 
 @pytest.mark.lab
 def test_layers_diagram_from_the_live_lab(lab, targets):
-    from cloudlab.teaching.diagrams import virtualization
+    virtualization = cl.diagrams.virtualization
     text = str(virtualization.layers(lab))
     assert "server virtio: guest kernel" in text and "server emulated: guest kernel" in text
     assert f"accelerator {lab.host.accel}" in text
