@@ -184,3 +184,22 @@ def test_layers_diagram_from_the_live_lab(lab, targets):
     assert f"accelerator {lab.host.accel}" in text
     assert "Dom0" in str(virtualization.hypervisor_types(lab))
     assert "<svg" in virtualization.layers(lab).svg()
+
+
+@pytest.mark.lab
+def test_lab04_checks_take_any_correct_answer(lab, targets):
+    from cloudlab.teaching.exercise import run_exercise
+    assert run_exercise("04.1", lab, answer="sda").passed
+    assert run_exercise("04.1", lab, answer="/dev/sda").passed
+    hda = [c for c in run_exercise("04.1", lab, answer="hda").checks if not c.ok]
+    assert hda and "names the disk itself" in hda[0].hint
+    assert not run_exercise("04.1", lab, answer="vda").passed
+    assert not run_exercise("04.2", lab).passed          # no pv2 yet
+    accel = lab.host.accel
+    rows = [(workload.Target(f"VM virtio / {accel}", "vm", profile="virtio"), {"net_mibps": 300.0}),
+            (workload.Target(f"VM emulated / {accel}", "vm", profile="emulated"), {"net_mibps": 60.0})]
+    results = workload.Results(rows, workload.QUICK)
+    assert run_exercise("04.4", lab, answer=5, results=results).passed
+    assert run_exercise("04.4", lab, answer=5.05, results=results).passed
+    assert not run_exercise("04.4", lab, answer=0.2, results=results).passed     # the other way round
+    assert not run_exercise("04.4", lab, answer=5).passed                        # results not given
