@@ -225,8 +225,8 @@ def test_stop_start_keeps_files_and_logs_show_output(lab, web):
     assert nobody.logs().strip() == "65534"
     nobody.delete()
     job = lab.containers.create_container("job", command="echo one; echo two >&2; exit 4")
-    job.wait(STOPPED, timeout=30)
-    assert job.exit_code == 4
+    assert job.wait_for_exit(timeout=30) == 4
+    assert job.status == STOPPED and job.exit_code == 4
     assert job.logs().splitlines() == ["one", "two"]
     job.delete()
 

@@ -72,6 +72,7 @@ class Containers:
         self.engine = engine or host_engine()
         self._lock = threading.RLock()
         self._started = False
+        self._default_ready = False
 
     @property
     def prefix(self):
@@ -116,9 +117,22 @@ class Containers:
     # -- images ---------------------------------------------------------------------------
 
     def _ensure_default_image(self):
+        if self._default_ready:
+            return
         if not self._image_exists(DEFAULT_IMAGE):
             rootfs = self.lab.image.rootfs()
             self.import_image(DEFAULT_IMAGE, rootfs, command=IDLE_COMMAND)
+        self._default_ready = True
+
+    def _image_ref(self, image):
+        """``(name, engine ref)`` of ``image`` without asking the engine (a missing one fails at run)."""
+        if isinstance(image, ContainerImage):
+            return image.name, image.ref
+        if image == DEFAULT_IMAGE:
+            self._ensure_default_image()
+        if not isinstance(image, str) or not NAME_RE.match(image):
+            self.get_image(image)            # raises NotFound listing the local images
+        return image, images_mod.ref(self.prefix, image)
 
     def _image_exists(self, name):
         result = self.engine.run("image", "exists", images_mod.ref(self.prefix, name), check=False)
@@ -317,10 +331,10 @@ class Containers:
                                fix="use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
         flavor_name, memory_mib, cpus = self._limits(flavor, memory_mib, cpus)
         argv = shell_command(command) if command is not None else []
-        image = self.get_image(image)
+        image_name, image_ref = self._image_ref(image)
         args = ["run", "-d", "--name", self.prefix + name, "--hostname", name,
                 "--label", f"{LABEL_LAB}={self.lab.name}", "--label", f"cloudlab.name={name}",
-                "--label", f"cloudlab.image={image.name}", "--label", f"cloudlab.flavor={flavor_name or ''}",
+                "--label", f"cloudlab.image={image_name}", "--label", f"cloudlab.flavor={flavor_name or ''}",
                 "--cgroup-parent", "/" + self.cgroup_parent, "--stop-timeout", str(STOP_TIMEOUT_S)]
         if network is False:
             args += ["--network", "none"]
@@ -342,23 +356,28 @@ class Containers:
         if user is not None:
             args += ["--user", str(user)]
         args += self._port_args(ports) + self._mount_args(mounts)
-        args += [image.ref, *argv]
-        with self._lock:
-            if self._exists(name):
+        args += [image_ref, *argv]
+        # one engine call: a taken name or a missing image is the engine's answer, turned into ours
+        # (a check beforehand would cost a podman command each, and race with other callers)
+        result = self.engine.run(*args, check=False)
+        if result.returncode != 0:
+            message = podman_error(result.stderr)
+            port_taken = "address already in use" in message or "port is already allocated" in message
+            if "already in use" in message and not port_taken:
                 raise Conflict(f"a container named {name!r} already exists",
                                fix="choose another name, or delete the existing container first")
-            result = self.engine.run(*args, check=False)
-            if result.returncode != 0:
-                self.engine.run("rm", "-f", "-t", "0", self.prefix + name, check=False)   # nothing half-made
-                message = podman_error(result.stderr)
-                if "executable file" in message or "no such file or directory" in message:
-                    raise InvalidInput(f"container {name}: the command cannot run in image {image.name}: "
-                                       f"{message}", fix="check the command's path inside the image")
-                if "address already in use" in message or "port is already allocated" in message:
-                    raise Conflict(f"container {name}: a published port is taken: {message}",
-                                   fix="choose another host port")
-                raise CloudlabError(f"the engine did not create container {name}: {message}",
-                                    fix="python -m cloudlab doctor")
+            self.engine.run("rm", "-f", "-t", "0", self.prefix + name, check=False)   # nothing half-made
+            if "image not known" in message or "no such image" in message.lower():
+                self._default_ready = False
+                self.get_image(image_name)              # raises NotFound listing the local images
+            if "executable file" in message or "no such file or directory" in message:
+                raise InvalidInput(f"container {name}: the command cannot run in image {image_name}: "
+                                   f"{message}", fix="check the command's path inside the image")
+            if port_taken:
+                raise Conflict(f"container {name}: a published port is taken: {message}",
+                               fix="choose another host port")
+            raise CloudlabError(f"the engine did not create container {name}: {message}",
+                                fix="python -m cloudlab doctor")
         return Container(self, name)
 
     def _exists(self, name):

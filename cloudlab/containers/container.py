@@ -262,6 +262,24 @@ class Container:
                                       fix="read container.logs()")
             time.sleep(0.05)
 
+    def wait_for_exit(self, timeout=60):
+        """Wait until the main command has ended and return its exit status (``podman wait``).
+
+        Raises:
+            ResourceTimeout: it still runs after ``timeout`` seconds.
+        """
+        try:
+            result = subprocess.run(self._engine.argv("wait", self.podman_name), capture_output=True, text=True,
+                                    env=self._engine.env, timeout=timeout, cwd=self._engine.cwd)
+        except subprocess.TimeoutExpired:
+            raise ResourceTimeout(f"container {self.name}'s command still runs after {timeout} s",
+                                  fix="give a longer timeout, or container.stop() it") from None
+        if result.returncode != 0:
+            if "no such" in result.stderr.lower():
+                raise NotFound(f"no container named {self.name!r}", fix="list them with containers.list_containers()")
+            raise CloudlabError(f"waiting for container {self.name} failed: {podman_error(result.stderr)}")
+        return int(result.stdout.strip().splitlines()[-1])
+
     def stop(self, timeout=STOP_TIMEOUT_S):
         """Stop the container: SIGTERM to its PID 1, SIGKILL after ``timeout`` seconds.
 
