@@ -5,10 +5,9 @@ Prints one ``name value`` line per figure (issue 10's targets in brackets):
     virtio_disk_ratio       virtio-blk over emulated IDE: sequential direct-I/O write MiB/s,
                             the same image, the same workload                       [report; >= 2 expected]
     virtio_net_ratio        virtio-net over e1000: TCP MiB/s guest -> host          [report; >= 2 expected]
-    container_ready_ratio   cloudlab's create_container(command=C) -> C's answer read
-                            back (exit status and output), over `podman run IMAGE C`
-                            with the same image, command, network and limits
-                            (medians)                                               [<= 1.2]
+    container_ready_ratio   cloudlab's run_container(C) (create, run, C's exit status and
+                            output back), over `podman run IMAGE C` with the same
+                            image, command, network and limits (medians)            [<= 1.2]
     vm_over_container_start VM ready (create_server -> agent answers) over container
                             ready (create_container -> a first exec answers)
                             (medians)                                               [report]
@@ -80,10 +79,10 @@ def container_start(lab):
     ours, ours_exec, peer, vm = [], [], [], []
     containers.create_container("warm", flavor="m1.tiny").delete()     # page cache, image layers
     for i in range(ROUNDS):
-        # the same image and command: `echo ready` as the container's command, its answer read back
+        # the same image and command, run to its answer: one engine command each
         started = time.monotonic()
-        c = containers.create_container(f"start{i}", flavor="m1.tiny", command="echo ready")
-        answered = c.wait_for_exit() == 0 and c.logs() == "ready\n"
+        c, result = containers.run_container(f"start{i}", "echo ready", flavor="m1.tiny")
+        answered = result.ok and result.stdout == "ready\n"
         ours.append(time.monotonic() - started)
         c.delete()
         name = f"{lab.prefix}peer{i}"

@@ -220,6 +220,14 @@ def test_stop_start_keeps_files_and_logs_show_output(lab, web):
     assert web.exec("cat /root/note").stdout == "kept\n"
     with pytest.raises(cl.Conflict):
         web.start()
+    # run to the end in one engine command: the answer is the command's, the container stays
+    once, result = lab.containers.run_container("once", "echo $((6 * 7)); echo oops >&2; exit 3", flavor="m1.tiny")
+    assert (result.exit_status, result.stdout, result.stderr) == (3, "42\n", "oops\n")
+    assert once.status == STOPPED and once.exit_code == 3 and "42" in once.logs()
+    once.delete()
+    with pytest.raises(cl.InvalidInput):
+        lab.containers.run_container("never", ["/no/such/program"])
+    assert "never" not in [c.name for c in lab.containers.list_containers()]
     nobody = lab.containers.create_container("nobody", command="id -u", user="65534")
     nobody.wait(STOPPED, timeout=30)
     assert nobody.logs().strip() == "65534"

@@ -5,6 +5,7 @@
     web.exec("hostname").stdout          # 'web\\n'
     web.address                          # its address on the lab network
     web.cgroup_limits()["memory_bytes"]  # 134217728: the flavor's 128 MiB, set by the kernel
+    job, result = containers.run_container("job", "echo hi")    # run to the end, the answer back
 
 How it is built (one module each):
 
@@ -35,7 +36,8 @@ from pathlib import Path
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded
 from . import images as images_mod
 from . import kernel, network as network_mod
-from .container import (CREATED, DELETED, ERROR, PAUSED, RUNNING, STOPPED, STOP_TIMEOUT_S, Container,
+from ..image.agent import CommandResult
+from .container import (CREATED, DELETED, ERROR, PAUSED, PODMAN_FAILED, RUNNING, STOPPED, STOP_TIMEOUT_S, Container,
                         shell_command)
 from .engine import Engine, host_engine, podman_error
 from .images import DEFAULT_IMAGE, IDLE_COMMAND, ContainerImage
@@ -326,13 +328,34 @@ class Containers:
             QuotaExceeded: a memory or CPU limit beyond the host's.
             CloudlabError: the engine refused (its message is shown).
         """
+        container, _ = self._run(name, image, command, flavor, memory_mib, cpus, env, ports, mounts, network,
+                                 workdir, user, detach=True)
+        return container
+
+    def run_container(self, name, command, image=DEFAULT_IMAGE, flavor=None, memory_mib=None, cpus=None,
+                      env=None, mounts=None, network=None, workdir=None, user=None, timeout=300):
+        """Create a container, run ``command`` in it to the end, and return ``(container, result)``.
+
+        ``podman run`` attached, as one engine command; the container stays (STOPPED)
+        for its logs and status.  ``result`` is a
+        :class:`~cloudlab.image.agent.CommandResult`: the command's exit status and
+        output; a command that fails is an answer, not an exception.  Arguments and
+        errors as :meth:`create_container`; ``timeout`` in seconds.
+        """
+        container, result = self._run(name, image, command, flavor, memory_mib, cpus, env, None, mounts, network,
+                                      workdir, user, detach=False, timeout=timeout)
+        return container, CommandResult(result.returncode, result.stdout, result.stderr)
+
+    def _run(self, name, image, command, flavor, memory_mib, cpus, env, ports, mounts, network, workdir, user,
+             detach, timeout=120):
+        """``podman run`` for :meth:`create_container` (``detach``) and :meth:`run_container`."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidInput(f"container name {name!r} is not valid",
                                fix="use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
         flavor_name, memory_mib, cpus = self._limits(flavor, memory_mib, cpus)
         argv = shell_command(command) if command is not None else []
         image_name, image_ref = self._image_ref(image)
-        args = ["run", "-d", "--name", self.prefix + name, "--hostname", name,
+        args = ["run", *(["-d"] if detach else []), "--name", self.prefix + name, "--hostname", name,
                 "--label", f"{LABEL_LAB}={self.lab.name}", "--label", f"cloudlab.name={name}",
                 "--label", f"cloudlab.image={image_name}", "--label", f"cloudlab.flavor={flavor_name or ''}",
                 "--cgroup-parent", "/" + self.cgroup_parent, "--stop-timeout", str(STOP_TIMEOUT_S)]
@@ -359,8 +382,10 @@ class Containers:
         args += [image_ref, *argv]
         # one engine call: a taken name or a missing image is the engine's answer, turned into ours
         # (a check beforehand would cost a podman command each, and race with other callers)
-        result = self.engine.run(*args, check=False)
-        if result.returncode != 0:
+        result = self.engine.run(*args, check=False, timeout=timeout)
+        # attached, a non-zero status is the command's own unless podman says it failed (125)
+        if result.returncode != 0 and (detach or (result.returncode in (PODMAN_FAILED, 126, 127) and
+                                                  "Error:" in result.stderr)):
             message = podman_error(result.stderr)
             port_taken = "address already in use" in message or "port is already allocated" in message
             if "already in use" in message and not port_taken:
@@ -378,7 +403,7 @@ class Containers:
                                fix="choose another host port")
             raise CloudlabError(f"the engine did not create container {name}: {message}",
                                 fix="python -m cloudlab doctor")
-        return Container(self, name)
+        return Container(self, name), result
 
     def _exists(self, name):
         return self.engine.run("container", "exists", self.prefix + name, check=False).returncode == 0
