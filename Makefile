@@ -12,12 +12,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 JUPYTER_PORT ?= 8888
 
-# Debian packages the lab uses (see README: troubleshooting).  The kernel for the guest
+# Debian packages the lab uses (see README: troubleshooting); podman, runc and the CNI
+# plugins are the container engine (cloudlab/containers/).  The kernel for the guest
 # image is not installed: `cloudlab image build` downloads the .deb and unpacks it.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
 	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd \
-	nfs-ganesha nfs-ganesha-vfs xfsprogs
+	nfs-ganesha nfs-ganesha-vfs xfsprogs podman runc conmon containernetworking-plugins iptables
 
 # Tests and notebooks run the lab host inside a network namespace of their own, so that
 # no packet of the lab leaves this machine.  `make lab` uses the host's network unless

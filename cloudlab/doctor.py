@@ -83,8 +83,22 @@ def _accelerator():
                    "python -m cloudlab host up")
     if accel == "kvm":
         return Row("accelerator", True, "KVM: a guest booted with it")
-    why = "no /dev/kvm" if not os.path.exists("/dev/kvm") else "/dev/kvm is there but a KVM guest did not boot"
-    return Row("accelerator", True, f"emulation (QEMU TCG): {why}; guests are slower but real")
+    return Row("accelerator", True, f"emulation (QEMU TCG): {kvm_finding()}; guests are slower but real")
+
+
+def kvm_finding():
+    """Why KVM is or is not used here, in one phrase (the accelerator row's words)."""
+    from . import host
+    state = host.load_state()
+    accel = state.accel if state else os.environ.get("CLOUDLAB_ACCEL")
+    if accel == "kvm":
+        return "a KVM guest booted"
+    if os.environ.get("CLOUDLAB_ACCEL") == "tcg":
+        return "CLOUDLAB_ACCEL=tcg asks for emulation"
+    if not os.path.exists("/dev/kvm"):
+        return "there is no /dev/kvm (no KVM module, or no VT-x/AMD-V reaches this machine)"
+    return ("/dev/kvm is there but a KVM guest did not boot within the probe's time "
+            "(nested virtualization that does not work)")
 
 
 def _memory():
@@ -137,6 +151,8 @@ def run():
         _program("mkfs.xfs", "xfsprogs", required=False, purpose="file storage lab: each share's filesystem"),
         _program("qemu-storage-daemon", "qemu-system-common", required=False,
                  purpose="block storage lab: volumes served over NBD"),
+        _program("podman", "podman runc containernetworking-plugins", required=False,
+                 purpose="container service, labs 05 and later"),
         _image(),
         _accelerator(),
         _memory(),

@@ -5,7 +5,7 @@
         server = lab.compute.create_server("web1", image="cirros-like", flavor="m1.tiny")
         lab.object_store.url
 
-Services are named as OpenStack names them (``compute``, ``image``,
+Services are named as OpenStack names them (``compute``, ``image``, ``containers``,
 ``block_storage``, ``object_store``, ``shared_file_system``, ``ntp``) and start on
 first use, so a lab that only teaches object storage never needs a hypervisor.
 ``stop()`` stops every service this lab started and removes what it created.
@@ -25,6 +25,7 @@ SERVICES = {
     "image": "cloudlab.image:ImageService",
     "compute": "cloudlab.compute:Compute",
     "block_storage": "cloudlab.block_storage:BlockStorage",
+    "containers": "cloudlab.containers:Containers",
     "object_store": "cloudlab.object_store:ObjectStore",
     "shared_file_system": "cloudlab.shared_file_system:SharedFileSystem",
     "ntp": "cloudlab.ntp:TimeService",
@@ -81,10 +82,16 @@ class Lab:
                 self.started = True
             return self._services[attribute]
 
-    def running(self, attribute):
+    def started_service(self, attribute):
         """The service for ``attribute`` if it has been started, else None (never starts one)."""
         with self._lock:
             return self._services.get(attribute)
+
+    @property
+    def running(self):
+        """Names of the services started so far, in the order they started."""
+        with self._lock:
+            return list(self._services)
 
     def __getattr__(self, attribute):
         # only called for attributes not found normally: the lazily started services

@@ -33,7 +33,7 @@ def build(flavor, profile, domain_type="qemu", network="cloudlab-net", **extra):
         initrd="/var/cache/cloudlab/images/busybox/initrd.img",
         cmdline="console=ttyS0 quiet cloudlab.hostname=web1",
         disk=f"{STATE}/{name}.qcow2", disk_format="qcow2", console_log=f"{STATE}/{name}.log",
-        channel_xml=channel_xml(f"{STATE}/{name}.sock"), network=network,
+        agent_socket=f"{STATE}/{name}.sock", network=network,
         uuid="6c3b1f0e-2c55-4a4e-9a51-3f0d6f2e8b10",
         metadata={"lab": "lab", "name": "web1", "flavor": flavor.name}, **extra)
 
@@ -50,6 +50,44 @@ def test_golden(flavor, profile):
     assert xml == path.read_text()
 
 
+@pytest.mark.parametrize("profile", sorted(domain.PROFILES))
+def test_golden_under_kvm(profile):
+    # the accelerator is the domain type; under KVM the emulated profile also hides kvm-clock
+    xml = build(DEFAULT_FLAVORS[0], profile, domain_type="kvm").to_xml()
+    path = GOLDEN / f"m1.tiny-{profile}-kvm.xml"
+    if REGEN:
+        path.write_text(xml)
+    assert path.exists(), f"missing golden file {path}; regenerate (see this module's docstring)"
+    assert xml == path.read_text()
+
+
+def test_emulated_profile_has_no_virtio_device_at_all():
+    emulated = build(DEFAULT_FLAVORS[0], "emulated", domain_type="kvm").to_xml()
+    root = ET.fromstring(emulated)
+    assert "virtio" not in ET.tostring(root.find("devices"), encoding="unicode")
+    # the agent is on the second emulated UART, and the guest is told so
+    serials = root.findall("devices/serial")
+    assert [s.find("target").get("port") for s in serials] == ["0", "1"]
+    assert serials[1].get("type") == "unix" and serials[1].find("source").get("path").endswith(".sock")
+    assert "cloudlab.agent=ttyS1" in root.find("os/cmdline").text.split()
+    assert root.find("clock/timer").attrib == {"name": "kvmclock", "present": "no"}
+    virtio = ET.fromstring(build(DEFAULT_FLAVORS[0], "virtio", domain_type="kvm").to_xml())
+    assert virtio.find("clock/timer") is None            # kvm-clock stays on: the paravirtual clock
+    assert virtio.find("devices/rng").get("model") == "virtio"
+    assert virtio.find("devices/rng/backend").text == "/dev/urandom"
+    assert "cloudlab.agent" not in virtio.find("os/cmdline").text
+    # under TCG there is no kvm-clock to hide
+    assert ET.fromstring(build(DEFAULT_FLAVORS[0], "emulated").to_xml()).find("clock/timer") is None
+
+
+def test_agent_xml_follows_the_profile():
+    assert "<channel" in domain.agent_xml("virtio", "/s.sock")
+    assert domain.agent_xml("emulated", "/s.sock").startswith("<serial type='unix'>")
+    with pytest.raises(InvalidInput):
+        domain.server_domain("n", domain_type="qemu", vcpus=1, ram_mib=128, profile="virtio", kernel="k",
+                             initrd="i", cmdline="", disk="d", disk_format="qcow2", console_log="l")
+
+
 @pytest.mark.parametrize("flavor", DEFAULT_FLAVORS, ids=lambda f: f.name)
 def test_profiles_differ_in_devices_only(flavor):
     virtio = ET.fromstring(build(flavor, "virtio").to_xml())
@@ -64,8 +102,10 @@ def test_profiles_differ_in_devices_only(flavor):
         assert root.find("memory").text == str(flavor.ram_mib)
         assert root.find("memory").get("unit") == "MiB"
         assert root.find("vcpu").text == str(flavor.vcpus)
-        # the agent channel is virtio-serial in both: it is how cloudlab reaches the guest
-        assert root.find("devices/channel/target").get("name") == AGENT_CHANNEL
+        assert root.find("os/kernel").text == virtio.find("os/kernel").text     # the same guest
+    # the agent: a virtio-serial channel, or (no virtio at all) the second UART
+    assert virtio.find("devices/channel/target").get("name") == AGENT_CHANNEL
+    assert emulated.find("devices/channel") is None and len(emulated.findall("devices/serial")) == 2
 
 
 def test_direct_kernel_boot_and_console_file():
@@ -142,3 +182,15 @@ def test_default_flavors_fit_ten_servers_on_a_small_host():
     tiny = DEFAULT_FLAVORS[0]
     assert tiny.vcpus == 1 and 10 * tiny.ram_mib <= 2048
     assert [f.name for f in DEFAULT_FLAVORS] == ["m1.tiny", "m1.small", "m1.medium"]
+
+
+def test_device_lines_show_what_differs_between_profiles():
+    virtio = domain.device_lines(build(DEFAULT_FLAVORS[0], "virtio").to_xml())
+    emulated = domain.device_lines(build(DEFAULT_FLAVORS[0], "emulated", domain_type="kvm").to_xml())
+    assert virtio[:3] == ["domain type qemu (TCG: emulated CPU)", "machine q35", "disk vda on bus virtio"]
+    assert "NIC model virtio" in virtio and "RNG virtio" in virtio
+    assert f"channel virtio {AGENT_CHANNEL} (the agent)" in virtio
+    assert emulated[:3] == ["domain type kvm (KVM: hardware-assisted)", "machine pc", "disk hda on bus ide"]
+    assert "NIC model e1000" in emulated and "serial port 1: unix (the agent)" in emulated
+    assert "clock timer kvmclock present=no" in emulated
+    assert not any("virtio" in line for line in emulated)

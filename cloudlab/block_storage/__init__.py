@@ -142,7 +142,7 @@ class BlockStorage:
             CloudlabError: something could not be removed (everything is tried).
         """
         errors = []
-        compute = self.lab.running("compute")
+        compute = self.lab.started_service("compute")
         for volume in list(self._volumes.values()):
             for attachment in list(volume.attachments):
                 try:

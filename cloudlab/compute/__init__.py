@@ -27,13 +27,15 @@ import libvirt
 
 from .. import config
 from . import domain as domain_xml
-from ..image.agent import channel_xml, check_socket_path
-from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded, ResourceTimeout
+from ..image.agent import check_socket_path
+from ..errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, QuotaExceeded,
+                      ResourceTimeout)
 from .flavor import DEFAULT_FLAVORS, NAME_RE, Flavor
 from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, RESIZE, SHUTOFF, STATE_POLL_S,
                      Server, convert_libvirt_error, libvirt_errors, metadata_of, run_tool)
 
 DEFAULT_TIMEOUT_S = 60.0
+ACCELERATORS = ("kvm", "tcg")
 SERVER_SUFFIXES = (".qcow2", ".log", ".sock")
 
 # libvirt prints every error on stderr by default; errors are converted and raised instead
@@ -261,8 +263,29 @@ class Compute:
                            fix=f"use one of: {', '.join(names) or '(none defined)'}") from None
         return network
 
+    def domain_type_for(self, accel=None):
+        """libvirt's domain type for accelerator ``accel``: ``kvm``, ``qemu`` (TCG), or the host's own when None.
+
+        Raises:
+            InvalidInput: an accelerator other than ``kvm`` or ``tcg``.
+            MissingPrerequisite: ``kvm`` on a host where KVM does not work (the message
+                is the doctor's finding).
+        """
+        host_type = self.host.domain_type
+        if accel is None or host_type == "test":
+            return host_type
+        if accel not in ACCELERATORS:
+            raise InvalidInput(f"no accelerator {accel!r}", fix=f"use one of: {', '.join(ACCELERATORS)}")
+        if accel == "kvm" and host_type != "kvm":
+            from ..doctor import kvm_finding
+            raise MissingPrerequisite(f"KVM is not usable on this host: {kvm_finding()} "
+                                      "(the doctor's accelerator row)",
+                                      fix="use accel='tcg' (emulation), or run the lab on a machine whose CPU "
+                                          "gives it VT-x/AMD-V; `python -m cloudlab doctor` shows why")
+        return "kvm" if accel == "kvm" else "qemu"
+
     def create_server(self, name, image="busybox", flavor="m1.tiny", network=None, profile="virtio",
-                      wait=True, timeout=DEFAULT_TIMEOUT_S, kernel_args=""):
+                      wait=True, timeout=DEFAULT_TIMEOUT_S, kernel_args="", accel=None):
         """Create and boot a server; with ``wait``, return once it is ACTIVE.
 
         Args:
@@ -271,12 +294,15 @@ class Compute:
             flavor: flavor name or :class:`~cloudlab.compute.flavor.Flavor`.
             network: libvirt network name; None for the lab's network, False for no NIC.
             profile: device profile, ``virtio`` or ``emulated`` (see :mod:`cloudlab.compute.domain`).
+            accel: ``kvm`` (hardware-assisted) or ``tcg`` (emulation); None for the host's
+                choice (``lab.host.accel``).
             wait: wait until the guest is ready.
             timeout: seconds to wait for ready.
             kernel_args: extra kernel command-line arguments (e.g. ``cloudlab.ntp=ADDR``; by
                 default the lab's NTP server for guests, once ``lab.ntp.serve_guests()`` runs).
         Raises:
-            InvalidInput: a bad name or profile, or a flavor too small for the image.
+            InvalidInput: a bad name, profile or accelerator, or a flavor too small for the image.
+            MissingPrerequisite: ``accel="kvm"`` on a host without working KVM (says why).
             NotFound: unknown image, flavor or network (the message lists the valid ones).
             Conflict: a server with that name exists.
             QuotaExceeded: the host has not enough free memory for the flavor.
@@ -289,6 +315,7 @@ class Compute:
         flavor = self.get_flavor(flavor)
         image = self.images.get_image(image)
         profile = domain_xml.get_profile(profile)
+        domain_type = self.domain_type_for(accel)
         if flavor.ram_mib < image.min_ram_mib:
             raise InvalidInput(f"flavor {flavor.name} has {flavor.ram_mib} MiB of memory; image "
                                f"{image.name} needs at least {image.min_ram_mib} MiB", fix="choose a bigger flavor")
@@ -315,7 +342,8 @@ class Compute:
                      f"creating the disk of server {name}")
             meta = {"lab": self.lab.name, "name": name, "flavor": flavor.name, "vcpus": flavor.vcpus,
                     "ram_mib": flavor.ram_mib, "disk_gib": flavor.disk_gib, "image": image.name,
-                    "profile": profile.name, "network": network or "", "created": f"{time.time():.3f}",
+                    "profile": profile.name, "accel": {"kvm": "kvm", "qemu": "tcg"}.get(domain_type, domain_type),
+                    "network": network or "", "created": f"{time.time():.3f}",
                     "disk": str(disk), "console": str(console), "socket": str(socket_path)}
             cmdline = f"{image.cmdline} cloudlab.hostname={name} {kernel_args}".strip()
             # the lab's time server, when it serves guests: every node syncs from the controller
@@ -323,9 +351,9 @@ class Compute:
             if guest_ntp and "cloudlab.ntp=" not in cmdline:
                 cmdline += f" cloudlab.ntp={guest_ntp}"
             xml = domain_xml.server_domain(
-                domain_name, domain_type=self.host.domain_type, vcpus=flavor.vcpus, ram_mib=flavor.ram_mib,
+                domain_name, domain_type=domain_type, vcpus=flavor.vcpus, ram_mib=flavor.ram_mib,
                 profile=profile, kernel=image.kernel, initrd=image.initrd, cmdline=cmdline,
-                disk=disk, disk_format="qcow2", console_log=console, channel_xml=channel_xml(socket_path),
+                disk=disk, disk_format="qcow2", console_log=console, agent_socket=socket_path,
                 network=network, metadata={k: str(v) for k, v in meta.items()}).to_xml()
             with libvirt_errors(f"defining server {name}"):
                 dom = self.conn.defineXML(xml)

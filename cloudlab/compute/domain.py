@@ -6,24 +6,30 @@ and a command line given straight to QEMU, no bootloader), and its devices.
 As in virt-manager's virtinst, each XML element has one small class here that
 knows only how to write itself; :func:`server_domain` assembles them.
 
-Two *device profiles* give the same guest two kinds of hardware, so labs can
-measure them side by side:
+Two *device profiles* give the same guest (same image, same kernel) two kinds
+of hardware, so labs can see and measure them side by side:
 
-``virtio`` (para-virtualisation, 반가상화)
-    q35 machine, virtio-blk disk (``vda``), virtio-net NIC: the guest knows it is
-    virtual and talks to QEMU through shared-memory queues.
+``virtio`` (para-virtualised I/O, 반가상화)
+    q35 machine, virtio-blk disk (``vda``), virtio-net NIC, virtio-rng, the agent
+    on a virtio-serial port, and under KVM the paravirtual clock (kvm-clock): the
+    guest knows it is virtual and talks to QEMU through shared-memory queues.
 ``emulated`` (full virtualisation, 전가상화)
-    i440fx (``pc``) machine, IDE disk, Intel e1000 NIC: QEMU imitates real
-    hardware register by register and the guest needs no special driver.
+    i440fx (``pc``) machine, IDE disk (``sda``), Intel e1000 NIC, no virtio device
+    at all (the agent talks over an emulated 16550 UART, ttyS1) and no kvm-clock:
+    QEMU imitates real hardware register by register and the guest needs nothing
+    but the drivers it would use on a real PC.
 
-In both profiles the agent channel stays a virtio-serial port: it is how
-cloudlab talks to the guest, not part of what is being compared.
+Independently of the profile, the *accelerator* is the domain type: ``kvm``
+(hardware-assisted: the CPU runs guest code directly and traps the sensitive
+instructions to KVM) or ``qemu`` (TCG, QEMU translates every guest instruction
+in software).
 """
 
 import dataclasses
 import xml.etree.ElementTree as ET
 
 from ..errors import InvalidInput
+from ..image.agent import SERIAL_KERNEL_ARG, channel_xml as agent_channel_xml, serial_xml as agent_serial_xml
 
 # Namespace of cloudlab's own data inside a domain's <metadata> (flavor, image, ...).
 METADATA_NS = "https://cloudlab.dev/xmlns/server/1"
@@ -32,7 +38,12 @@ ET.register_namespace("cloudlab", METADATA_NS)
 
 @dataclasses.dataclass(frozen=True)
 class DeviceProfile:
-    """What hardware a guest sees: machine type, disk bus and NIC model."""
+    """What hardware a guest sees: machine type, disk bus, NIC model, RNG, agent port, clock.
+
+    ``agent`` is ``virtio-serial`` or ``uart`` (ttyS1, for a guest with no virtio);
+    ``pv_clock`` offers kvm-clock where the accelerator has it (KVM); ``kernel_args``
+    are added to the kernel command line (how the guest learns where its agent is).
+    """
 
     name: str
     machine: str
@@ -40,13 +51,20 @@ class DeviceProfile:
     disk_target: str
     nic_model: str
     description: str
+    rng: bool = False
+    agent: str = "virtio-serial"
+    pv_clock: bool = True
+    kernel_args: str = ""
 
 
 PROFILES = {
     "virtio": DeviceProfile("virtio", "q35", "virtio", "vda", "virtio",
-                            "para-virtualised: virtio-blk disk, virtio-net NIC, q35 machine"),
+                            "para-virtualised: virtio-blk disk, virtio-net NIC, virtio-rng, virtio-serial agent, "
+                            "kvm-clock under KVM; q35 machine", rng=True),
     "emulated": DeviceProfile("emulated", "pc", "ide", "hda", "e1000",
-                              "fully emulated: IDE disk, e1000 NIC, i440fx (pc) machine"),
+                              "fully emulated: IDE disk, e1000 NIC, agent on a 16550 UART, no virtio device and "
+                              "no kvm-clock; i440fx (pc) machine",
+                              agent="uart", pv_clock=False, kernel_args=SERIAL_KERNEL_ARG),
 }
 
 
@@ -172,6 +190,19 @@ class SerialLog(Element):
 
 
 @dataclasses.dataclass
+class RNG(Element):
+    """``<rng model='virtio'>``: a virtio-rng device fed from the host's /dev/urandom."""
+
+    source: str = "/dev/urandom"
+
+    def build(self, parent):
+        """Append ``<rng>`` to ``parent``."""
+        el = _sub(parent, "rng", model="virtio")
+        _sub(el, "backend", self.source, model="random")
+        return el
+
+
+@dataclasses.dataclass
 class RawElement(Element):
     """An element given as XML text by another module (the agent's ``<channel>``)."""
 
@@ -249,6 +280,7 @@ class Domain(Element):
     uuid: str = None
     metadata: Metadata = None
     features: tuple = ("acpi",)
+    timers: tuple = ()       # (name, present) pairs under <clock>, e.g. ("kvmclock", "no")
 
     def build(self, parent=None):
         """The ``<domain>`` element (appended to ``parent`` when given)."""
@@ -268,7 +300,9 @@ class Domain(Element):
             _sub(feats, feature)
         if self.cpu:
             self.cpu.build(el)
-        _sub(el, "clock", offset="utc")
+        clock = _sub(el, "clock", offset="utc")
+        for timer, present in self.timers:
+            _sub(clock, "timer", name=timer, present=present)
         _sub(el, "on_poweroff", "destroy")
         _sub(el, "on_reboot", "restart")
         _sub(el, "on_crash", "destroy")
@@ -304,9 +338,15 @@ def cpu_for(domain_type):
     return None   # other drivers (libvirt's test driver) choose for themselves
 
 
+def agent_xml(profile, socket_path):
+    """The agent's device for ``profile``: a virtio-serial ``<channel>``, or a ``<serial>`` UART (ttyS1)."""
+    profile = get_profile(profile)
+    return agent_serial_xml(socket_path) if profile.agent == "uart" else agent_channel_xml(socket_path)
+
+
 def server_domain(name, *, domain_type, vcpus, ram_mib, profile, kernel, initrd, cmdline,
-                  disk, disk_format, console_log, channel_xml, network=None, uuid=None,
-                  metadata=None):
+                  disk, disk_format, console_log, channel_xml=None, agent_socket=None, network=None,
+                  uuid=None, metadata=None):
     """The :class:`Domain` of one server, ready for ``to_xml()``.
 
     Args:
@@ -317,7 +357,8 @@ def server_domain(name, *, domain_type, vcpus, ram_mib, profile, kernel, initrd,
         kernel, initrd, cmdline: direct kernel boot.
         disk, disk_format: the server's overlay disk and its format.
         console_log: file the serial console is written to.
-        channel_xml: the agent's ``<channel>`` element as text.
+        agent_socket: the agent's unix socket; its device follows the profile (:func:`agent_xml`).
+        channel_xml: instead of ``agent_socket``, the agent's element as text.
         network: libvirt network for the NIC, or None for no NIC.
         uuid: keep a domain's identity when redefining it.
         metadata: dict of strings stored under ``<metadata>``.
@@ -328,9 +369,15 @@ def server_domain(name, *, domain_type, vcpus, ram_mib, profile, kernel, initrd,
     for label, value in (("vcpus", vcpus), ("ram_mib", ram_mib)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInput(f"{label}={value!r} is not a positive whole number", fix=f"give {label} >= 1")
+    if channel_xml is None:
+        if agent_socket is None:
+            raise InvalidInput("a server needs its agent's socket", fix="give agent_socket=PATH")
+        channel_xml = agent_xml(profile, agent_socket)
     devices = [Disk(str(disk), profile.disk_target, profile.disk_bus, disk_format)]
     if network:
         devices.append(Interface(network, profile.nic_model))
+    if profile.rng:
+        devices.append(RNG())
     devices += [
         SerialLog(str(console_log)),
         RawElement(channel_xml),
@@ -343,11 +390,46 @@ def server_domain(name, *, domain_type, vcpus, ram_mib, profile, kernel, initrd,
         NoDevice("video", {}),
         NoDevice("memballoon", {"model": "none"}),
     ]
+    if profile.kernel_args and profile.kernel_args not in cmdline.split():
+        cmdline = f"{cmdline} {profile.kernel_args}".strip()
+    # kvm-clock exists only under KVM; the emulated profile hides it so the guest keeps a PC's clocks
+    timers = (("kvmclock", "no"),) if domain_type == "kvm" and not profile.pv_clock else ()
     return Domain(
         name=name, type=domain_type, memory_mib=ram_mib, vcpus=vcpus,
         os=OS(profile.machine, str(kernel), str(initrd), cmdline),
         devices=devices, cpu=cpu_for(domain_type), uuid=uuid,
-        metadata=Metadata(metadata) if metadata else None)
+        metadata=Metadata(metadata) if metadata else None, timers=timers)
+
+
+def device_lines(xml):
+    """A domain's machine and devices as short lines, the parts that differ between profiles.
+
+    E.g. ``["domain type qemu (TCG)", "machine pc", "disk hda on bus ide", "NIC model e1000", ...]``.
+    """
+    root = ET.fromstring(xml)
+    kind = root.get("type")
+    lines = [f"domain type {kind}" + {"qemu": " (TCG: emulated CPU)", "kvm": " (KVM: hardware-assisted)"}.get(kind, "")]
+    os_type = root.find("os/type")
+    if os_type is not None:
+        lines.append(f"machine {os_type.get('machine')}")
+    devices = root.find("devices")
+    for el in (devices if devices is not None else []):
+        target = el.find("target")
+        if el.tag == "disk" and target is not None:
+            lines.append(f"disk {target.get('dev')} on bus {target.get('bus')}")
+        elif el.tag == "interface":
+            model = el.find("model")
+            lines.append(f"NIC model {model.get('type') if model is not None else '(default)'}")
+        elif el.tag == "rng":
+            lines.append(f"RNG {el.get('model')}")
+        elif el.tag == "channel" and target is not None:
+            lines.append(f"channel {target.get('type')} {target.get('name')} (the agent)")
+        elif el.tag == "serial" and target is not None:
+            what = "the console log" if el.get("type") == "file" else "the agent" if el.get("type") == "unix" else ""
+            lines.append(f"serial port {target.get('port')}: {el.get('type')}" + (f" ({what})" if what else ""))
+    for timer in root.findall("clock/timer"):
+        lines.append(f"clock timer {timer.get('name')} present={timer.get('present')}")
+    return lines
 
 
 def read_metadata(xml):

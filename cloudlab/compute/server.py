@@ -20,7 +20,7 @@ from pathlib import Path
 
 import libvirt
 
-from . import domain as domain_xml
+from . import domain as domain_xml, introspect
 from ..image.agent import Agent
 from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
 from .flavor import Flavor
@@ -77,6 +77,7 @@ class Server:
         flavor: its :class:`~cloudlab.compute.flavor.Flavor`.
         image: name of the image it was created from.
         profile: device profile (``virtio`` or ``emulated``).
+        accel: accelerator it runs under, ``kvm`` or ``tcg`` (None on libvirt's test driver).
         network: libvirt network of its NIC, or None.
         disk, console_path, agent_socket: its files under the lab's state folder.
     """
@@ -90,6 +91,7 @@ class Server:
         self.flavor = Flavor(meta["flavor"], int(meta["vcpus"]), int(meta["ram_mib"]), int(meta["disk_gib"]))
         self.image = meta.get("image", "?")
         self.profile = meta.get("profile", "virtio")
+        self.accel = meta.get("accel") or None
         self.network = meta.get("network") or None
         self.created = float(meta.get("created", 0))
         self.disk = Path(meta["disk"])
@@ -299,6 +301,27 @@ class Server:
             raise Conflict(f"server {self.name} is {status}; commands run only in an ACTIVE server",
                            fix="server.start() or compute.wait_for_server(server)")
         return self.agent.run(command, timeout=timeout, input=input)
+
+    def guest_view(self):
+        """What the guest sees of its hardware: disks, PCI devices and drivers, hypervisor, clock, RNG.
+
+        Returns a :class:`~cloudlab.compute.introspect.GuestView` (one command through the agent).
+
+        Raises:
+            Conflict: the server is not ACTIVE.
+        """
+        result = self.run(introspect.GUEST_PROBE, timeout=30)
+        return introspect.parse_guest(result.stdout)
+
+    def qemu_process(self):
+        """The server as the host sees it: its QEMU process, threads (one per vCPU) and memory.
+
+        Returns a :class:`~cloudlab.compute.introspect.QemuProcess`.
+
+        Raises:
+            NotFound: no QEMU process runs it (it is not running).
+        """
+        return introspect.qemu_process(introspect.find_qemu_pid(self.domain_name))
 
     def domain_xml(self):
         """The libvirt domain XML of this server, as ``virsh dumpxml`` shows it."""

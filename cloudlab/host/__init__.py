@@ -337,6 +337,8 @@ def down(quiet=False):
         # a private daemon holds only cloudlab's resources; a shared one also others'
         clean(config.prefix(), conn=conn, everything=state.private)
         conn.close()
+    else:
+        _clean_containers(config.prefix())
     if state.private:
         for name in ("libvirtd", "virtlogd"):
             if name in state.pids:
@@ -385,6 +387,7 @@ def leftovers(prefix=None):
     for lab_dir in (home.iterdir() if home.is_dir() else []):
         if lab_dir.is_dir() and lab_dir.name not in ("host", "images"):
             found += [f"file {item}" for item in lab_dir.iterdir() if item.name.startswith(prefix)]
+    found += _container_leftovers(prefix)
     # the storage services' own: daemons, loop devices, mounts (their files are found above)
     from ..block_storage import leftovers as block_storage_leftovers
     from ..shared_file_system import leftovers as shared_file_system_leftovers
@@ -392,6 +395,25 @@ def leftovers(prefix=None):
         if item not in found:
             found.append(item)
     return found
+
+
+def _container_leftovers(prefix):
+    """The container service's leftovers (containers, images, networks, cgroups); see cloudlab.containers."""
+    try:
+        from ..containers import leftovers as container_leftovers
+    except ImportError:
+        return []
+    return container_leftovers(prefix)
+
+
+def _clean_containers(prefix):
+    """Remove the container service's resources with ``prefix``; returns what went."""
+    try:
+        from ..containers import clean as clean_containers
+    except ImportError:
+        return []
+    removed, _ = clean_containers(prefix)
+    return removed
 
 
 def clean(prefix, conn=None, everything=False):
@@ -409,7 +431,8 @@ def clean(prefix, conn=None, everything=False):
         if state is None:
             return []
         conn = open_connection(state.uri)
-    removed = []
+    # containers first: they are plugged into the lab network's bridge
+    removed = _clean_containers(prefix)
     try:
         for dom in conn.listAllDomains():
             name = dom.name()     # read before the object goes stale

@@ -8,7 +8,8 @@ An image is what a server boots: a kernel, an initramfs and a base disk.
   ``cloudlab/image/guest/init``, which loads them and switches to the root disk;
 * base disk: an ext4 filesystem (made with ``mke2fs -d``, no root needed) with
   busybox, an init, DHCP, an SNTP client for the clock (Debian's busybox has no
-  ntpd; ``guest/sntp.c`` is compiled statically) and the agent, stored
+  ntpd; ``guest/sntp.c`` is compiled statically), ``cloudlab-measure``
+  (``guest/measure.c``: the workloads labs time) and the agent, stored
   as qcow2.  Servers never boot the base disk itself: each gets a copy-on-write
   overlay, so creating one copies nothing.
 
@@ -52,9 +53,11 @@ DISK_MIB = 64
 # hundreds of ms).  Dependencies are resolved from the kernel package.
 MODULE_GROUPS = [
     # group, condition, modules
-    ("core", "always", ["virtio_pci", "virtio_blk", "virtio_console", "crc32c_generic", "ext4",
-                        "button", "evdev"]),
+    ("core", "always", ["crc32c_generic", "ext4", "button", "evdev"]),
+    # any virtio device (vendor 0x1af4): a fully emulated guest loads no virtio driver at all
+    ("virtio", "1af4:*", ["virtio_pci", "virtio_blk", "virtio_console"]),
     ("virtio-net", "1af4:1000 1af4:1041", ["virtio_net"]),
+    ("virtio-rng", "1af4:1005 1af4:1044", ["virtio_rng"]),
     # the "emulated" device profile: IDE (i440fx) or SATA (q35) disk, e1000 NIC
     ("emulated-disk", "!1af4:1001 !1af4:1042", ["ata_piix", "ahci", "sd_mod"]),
     ("e1000", "8086:100e", ["e1000"]),
@@ -194,7 +197,8 @@ def _stage_rootfs(root, busybox):
         target = root / dest
         shutil.copyfile(source, target)
         target.chmod(mode)
-    _compile_sntp(root / "usr" / "bin" / "cloudlab-sntp")
+    _compile_guest_tool("sntp.c", root / "usr" / "bin" / "cloudlab-sntp", "-Os")
+    _compile_guest_tool("measure.c", root / "usr" / "bin" / "cloudlab-measure", "-O2")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "etc" / "motd").write_text("cloudlab guest: busybox on Debian's kernel\n")
@@ -226,10 +230,15 @@ def _stage_disk_modules(root, modules_dir, release):
     return staged
 
 
-def _compile_sntp(target):
-    """The guest's SNTP client, compiled statically (Debian's busybox has no ntpd)."""
+def _compile_guest_tool(source, target, optimise):
+    """A small C program of guest/, compiled statically (no libc in the guest).
+
+    ``sntp.c``: the guest's SNTP client (Debian's busybox has no ntpd).
+    ``measure.c``: timed workloads (CPU loop, direct-I/O disk, TCP to the host) that
+    the same binary runs in a guest, in a container and on the host.
+    """
     gcc = _tool("gcc")
-    _run([gcc, "-static", "-Os", "-s", "-o", str(target), str(GUEST_DIR / "sntp.c")])
+    _run([gcc, "-static", optimise, "-s", "-o", str(target), str(GUEST_DIR / source)])
 
 
 # applets /init uses; the initramfs holds only these (the system is on the root disk)
@@ -420,6 +429,14 @@ class ImageService:
     def stop(self):
         """Images outlive labs, like Glance's; nothing to stop."""
 
+    def rootfs(self):
+        """The default image's root file system as a folder (what its disk holds).
+
+        The container service makes its ``busybox`` container image from it, so a
+        VM and a container of the lab run the very same files.
+        """
+        return Path(default_image().disk).parent / "rootfs"
+
     def list_images(self):
         """All images, the default first."""
         images = [default_image()]
@@ -483,7 +500,7 @@ class ImageService:
         """
         if not isinstance(size_mib, int) or not 8 <= size_mib <= 65536:
             raise InvalidInput(f"size_mib={size_mib!r} is not usable", fix="give 8 to 65536 (MiB)")
-        rootfs = Path(default_image().disk).parent / "rootfs"
+        rootfs = self.rootfs()
 
         def fill(scratch):
             _make_disk(scratch / "disk.qcow2", rootfs, size_mib)

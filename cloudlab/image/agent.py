@@ -1,7 +1,9 @@
 """Run commands inside a running guest through its agent.
 
 Each guest has a virtio-serial port named ``org.cloudlab.agent.0``; QEMU
-exposes the host end as a unix socket (libvirt's ``<channel>``).  Inside the
+exposes the host end as a unix socket (libvirt's ``<channel>``).  A guest with
+no virtio at all (the ``emulated`` profile) has its agent on an emulated UART,
+ttyS1, whose host end is a unix socket too (:func:`serial_xml`).  Inside the
 guest a small busybox shell script (``cloudlab/image/guest/agent``) reads one request
 per line and answers one line::
 
@@ -28,6 +30,8 @@ from ..errors import CloudlabError, InvalidInput, ResourceTimeout
 AGENT_CHANNEL = "org.cloudlab.agent.0"
 # sun_path is 108 bytes with the terminating NUL
 MAX_SOCKET_PATH = 107
+# the kernel argument that moves the agent to the second serial port (see serial_xml)
+SERIAL_KERNEL_ARG = "cloudlab.agent=ttyS1"
 # exit status of a command killed by the guest's `timeout -s KILL`
 KILLED = 137
 
@@ -58,6 +62,21 @@ def channel_xml(socket_path):
     check_socket_path(socket_path)
     return (f"<channel type='unix'><source mode='bind' path={quoteattr(str(socket_path))}/>"
             f"<target type='virtio' name='{AGENT_CHANNEL}'/></channel>")
+
+
+def serial_xml(socket_path, port=1):
+    """The libvirt ``<serial>`` element that connects ``socket_path`` to the guest's ``ttyS<port>``.
+
+    For a guest that has no virtio device at all (the ``emulated`` profile): the
+    agent then reads and writes an emulated 16550 UART, told so by
+    ``cloudlab.agent=ttyS1`` on the kernel command line (:data:`SERIAL_KERNEL_ARG`).
+
+    Raises:
+        InvalidInput: the path is too long for a unix socket.
+    """
+    check_socket_path(socket_path)
+    return (f"<serial type='unix'><source mode='bind' path={quoteattr(str(socket_path))}/>"
+            f"<target port='{int(port)}'/></serial>")
 
 
 def check_socket_path(socket_path):

@@ -11,7 +11,7 @@ from . import Diagram, graphviz_module
 
 
 def _servers(lab):
-    compute = lab.running("compute")
+    compute = lab.started_service("compute")
     return compute.list_servers() if compute is not None else []
 
 
@@ -23,7 +23,7 @@ def volumes(lab):
     for server in _servers(lab):
         graph.node(f"server {server.name}", f"server {server.name}\n({server.status})", shape="box")
         lines.append(f"server {server.name} ({server.status})")
-    storage = lab.running("block_storage")
+    storage = lab.started_service("block_storage")
     for volume in (storage.list_volumes() if storage is not None else []):
         node = f"volume {volume.name}"
         graph.node(node, f"volume {volume.name}\n{volume.size} GiB, {volume.status}", shape="cylinder")
@@ -55,7 +55,7 @@ def shares(lab):
     graphviz = graphviz_module()
     graph = graphviz.Digraph("shares", graph_attr={"rankdir": "LR"}, node_attr={"fontname": "Helvetica"})
     lines = []
-    sfs = lab.running("shared_file_system")
+    sfs = lab.started_service("shared_file_system")
     all_shares = sfs.list_shares() if sfs is not None else []
     if sfs is not None:
         graph.node("share server", f"share server\nNFS-Ganesha {sfs.address}", shape="box3d")
