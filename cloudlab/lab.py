@@ -26,6 +26,8 @@ SERVICES = {
     "compute": "cloudlab.compute:Compute",
     "object_store": "cloudlab.object_store:ObjectStore",
     "ntp": "cloudlab.ntp:TimeService",
+    "identity": "cloudlab.api.identity:Identity",
+    "api": "cloudlab.api:OpenStackAPI",
 }
 
 

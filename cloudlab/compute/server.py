@@ -78,6 +78,7 @@ class Server:
         image: name of the image it was created from.
         profile: device profile (``virtio`` or ``emulated``).
         network: libvirt network of its NIC, or None.
+        properties: the ``{str: str}`` given to ``create_server(properties=...)``.
         disk, console_path, agent_socket: its files under the lab's state folder.
     """
 
@@ -92,6 +93,10 @@ class Server:
         self.profile = meta.get("profile", "virtio")
         self.network = meta.get("network") or None
         self.created = float(meta.get("created", 0))
+        try:
+            self.properties = json.loads(meta.get("properties") or "{}")
+        except ValueError:
+            self.properties = {}
         self.disk = Path(meta["disk"])
         self.console_path = Path(meta["console"])
         self.agent_socket = Path(meta["socket"])

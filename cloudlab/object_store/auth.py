@@ -55,6 +55,7 @@ class Users:
         self.token_ttl = token_ttl
         self._users = {}
         self._tokens = {}           # token -> (storage account, expiry)
+        self._sources = []          # other token authorities (Keystone), see add_token_source
         self._lock = threading.Lock()
         for login, key in (DEFAULT_USERS if users is None else users).items():
             self.add(login, key)
@@ -114,11 +115,27 @@ class Users:
             self._tokens[token] = (user.storage_account, now + self.token_ttl, user.name)
         return token, self.token_ttl
 
+    def add_token_source(self, source):
+        """Also accept tokens that ``source`` knows: Swift's keystoneauth beside TempAuth.
+
+        Args:
+            source: ``token -> storage account`` (e.g. ``AUTH_<project id>``) or None; called
+                for tokens TempAuth did not issue.  It should cache: it runs on every request.
+        """
+        self._sources.append(source)
+
+    def _from_sources(self, token):
+        for source in self._sources:
+            account = source(token)
+            if account:
+                return account
+        return None
+
     def account_for_token(self, token):
         """The storage account a valid token gives access to, or None (unknown or expired)."""
         entry = self._tokens.get(token)
         if entry is None:
-            return None
+            return self._from_sources(token)
         account, expires, _ = entry
         if expires <= time.time():
             with self._lock:
