@@ -454,9 +454,17 @@ class ComputeAPI:
                                 "names are 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
         image_ref = field(body, "imageRef", str, path="server/imageRef")
         flavor_ref = field(body, "flavorRef", (str, int), required=True, path="server/flavorRef")
-        if body.get("block_device_mapping_v2") or body.get("block_device_mapping"):
-            raise ApiError(400, "the lab's servers boot from an image: block_device_mapping is not supported "
-                                "(attach volumes after boot: openstack server add volume)")
+        if body.get("block_device_mapping"):
+            raise ApiError(400, "the lab's servers boot from an image: block_device_mapping is not supported")
+        mappings = field(body, "block_device_mapping_v2", list, default=[], path="server/block_device_mapping_v2")
+        for index, bdm in enumerate(mappings):
+            # the image as the local root disk is what imageRef means too (the CLI sends both)
+            if not isinstance(bdm, dict) or bdm.get("source_type") != "image" or \
+                    bdm.get("destination_type", "local") != "local":
+                raise ApiError(400, f"Invalid input for field/attribute server/block_device_mapping_v2/{index}: the "
+                                    "lab's servers boot from an image onto a local disk; attach volumes after boot "
+                                    "(openstack server add volume)")
+            image_ref = image_ref or bdm.get("uuid")
         if not image_ref:
             raise ApiError(400, "Invalid input for field/attribute server/imageRef: give the image to boot from")
         for count in ("min_count", "max_count"):
