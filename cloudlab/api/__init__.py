@@ -23,7 +23,9 @@ in JupyterLab's terminal (``make lab`` sets the variable) work without touching
 when asked.
 """
 
+import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +40,23 @@ from .http import ApiServer
 
 CLOUD = "cloudlab"
 CLI_TIMEOUT_S = 300
+JOURNAL_SIZE = 500
+TIMING_LINE = re.compile(r'^[|" ]*(GET|POST|PUT|PATCH|DELETE|HEAD) (http\S+?)[" |,]')
+# OpenStack's services, what each does, and the lab's part that plays it (service type, lab attribute)
+SERVICES = [
+    ("Keystone", "identity", "identity: users, projects, roles, tokens, the catalog", "identity",
+     "the real Keystone (gunicorn, SQLite) started by the lab"),
+    ("Nova", "compute", "compute: servers from flavors and images", "compute", "lab.compute: libvirt domains run by QEMU"),
+    ("Glance", "image", "images servers boot from", "image", "lab.image: images built from Debian packages"),
+    ("Neutron", "network", "networks, subnets, ports", "host", "lab.host: a libvirt network (bridge + dnsmasq DHCP)"),
+    ("Cinder", "block-storage", "volumes attached to servers", "block_storage", "lab.block_storage (lab 07)"),
+    ("Swift", "object-store", "objects in containers over HTTP", "object_store", "lab.object_store: Swift API + S3"),
+    ("Manila", "shared-file-system", "shared file systems (NFS)", "shared_file_system",
+     "lab.shared_file_system (lab 09)"),
+    ("Trove", "database", "databases as a service", "database", "lab.database (lab 10)"),
+    ("Horizon", "dashboard", "the web UI over all of the above", None,
+     "not in the lab: JupyterLab and the openstack CLI are its consoles"),
+]
 
 
 def _yaml_clouds(clouds):
@@ -64,6 +83,7 @@ class OpenStackAPI:
         self._validators = {}
         self._lock = threading.Lock()
         self.compute = self.images = self.networks = None
+        self.journal = collections.deque(maxlen=JOURNAL_SIZE)   # the APIs' recent requests
 
     # -- lifecycle
 
@@ -128,6 +148,31 @@ class OpenStackAPI:
         if info is None or not info.can_write or not info.project_id:
             return None
         return f"AUTH_{info.project_id}"
+
+    def requests(self, since=0, service=None):
+        """The APIs' recent requests, oldest first: ``{service, method, path, status, ms, user, project, token}``.
+
+        Args:
+            since: skip the first ``since`` entries (``len(api.journal)`` taken before a command).
+            service: only this one's (``nova``, ``glance``, ``neutron``).
+        """
+        entries = list(self.journal)[since:]
+        return [e for e in entries if service is None or e["service"] == service]
+
+    def service_map(self):
+        """OpenStack's services beside the lab's parts: ``[{project, type, does, lab, running, endpoint}]``.
+
+        ``running`` and ``endpoint`` are read from the lab and from Keystone's catalog now.
+        """
+        from ..lab import SERVICES as LAB_SERVICES
+        catalog = {kind: url for kind, _, url in self.lab.identity.catalog()}
+        rows = []
+        for project, kind, does, attribute, part in SERVICES:
+            exists = attribute in LAB_SERVICES if attribute else False
+            rows.append({"project": project, "type": kind, "does": does, "lab": part,
+                         "in the lab": "yes" if exists else "not yet" if attribute else "no",
+                         "endpoint": catalog.get(kind) or catalog.get({"block-storage": "volumev3"}.get(kind, ""), "")})
+        return rows
 
     # -- projects as the APIs see them
 
@@ -277,6 +322,27 @@ class OpenStackAPI:
             raise CloudlabError(f"openstack {' '.join(map(str, args))} failed ({result.returncode}): "
                                 f"{result.stderr.strip()[-800:]}")
         return result
+
+    def trace(self, *args, cloud=CLOUD):
+        """Run one CLI command and follow it: what the client sent, what each API did, what it returned.
+
+        Returns ``{"output": stdout, "client": [(method, url), ...], "server": [journal entries]}``:
+        ``client`` comes from the CLI's own ``--timing`` report (Keystone's requests included),
+        ``server`` from the APIs' journal (which names the token check: asked Keystone or cached).
+        """
+        if len(args) == 1 and isinstance(args[0], str):
+            args = tuple(args[0].split())
+        since = len(self.journal)
+        result = self.cli("--timing", *args, cloud=cloud)
+        client, output = [], []
+        for line in result.stdout.splitlines():
+            # the report is a table or CSV, as -f asks: | GET http://... | 0.01 |  or  "GET http://...",0.01
+            found = TIMING_LINE.search(line)
+            if found:
+                client.append((found.group(1), found.group(2)))
+            elif not client and not line.startswith(('"URL"', "+--", "| URL")):
+                output.append(line)
+        return {"output": "\n".join(output).strip(), "client": client, "server": self.requests(since)}
 
     def __repr__(self):
         return f"<OpenStackAPI {', '.join(f'{k}={v}' for k, v in self.urls.items()) or '(not started)'}>"

@@ -130,8 +130,9 @@ class ComputeAPI:
 
     def app(self):
         """The aiohttp application."""
-        app = web.Application(middlewares=[middleware(self.auth, nova_fault, public=[self._public],
-                                                      checks=[self._negotiate])])
+        mw = middleware(self.auth, nova_fault, public=[self._public], checks=[self._negotiate],
+                        journal=self.api.journal, service="nova")
+        app = web.Application(middlewares=[mw])
         r = app.router
         r.add_get("/", self.versions)
         r.add_get("/v2.1", self.version)

@@ -24,6 +24,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
@@ -147,7 +148,7 @@ def background(fn, *args, **kwargs):
     _pool.submit(run)
 
 
-def middleware(auth, fault, public=(), checks=()):
+def middleware(auth, fault, public=(), checks=(), journal=None, service=""):
     """An aiohttp middleware: token check, the service's ``checks``, faults as the service writes them.
 
     Args:
@@ -155,9 +156,24 @@ def middleware(auth, fault, public=(), checks=()):
         fault: ``(status, message, fault_name) -> JSON-ready body`` in the service's shape.
         public: callables ``request -> bool`` for requests that need no token (version documents).
         checks: coroutines ``(request) -> None`` run after the token (may raise ApiError).
+        journal: a ``collections.deque`` that gets one dict per request (see ``OpenStackAPI.requests``).
+        service: the service's name in the journal (``nova``, ``glance``...).
     """
     @web.middleware
     async def handle(request, handler):
+        started = time.monotonic()
+        asked = auth.validator.asked
+        response = await _handle(request, handler)
+        if journal is not None:
+            ctx = request.get(CONTEXT)
+            journal.append({"service": service, "method": request.method, "path": request.path_qs,
+                            "status": response.status, "ms": round((time.monotonic() - started) * 1000, 1),
+                            "user": ctx.user_name if ctx else None, "project": ctx.project_name if ctx else None,
+                            "token": "no token needed" if ctx is None else
+                            ("validated by Keystone" if auth.validator.asked > asked else "validation cached")})
+        return response
+
+    async def _handle(request, handler):
         try:
             if not any(p(request) for p in public):
                 request[CONTEXT] = await auth.context(request)

@@ -92,8 +92,8 @@ class ImageAPI:
 
     def app(self):
         """The aiohttp application."""
-        app = web.Application(middlewares=[middleware(self.auth, glance_fault, public=[self._public])],
-                              client_max_size=1 << 20)
+        mw = middleware(self.auth, glance_fault, public=[self._public], journal=self.api.journal, service="glance")
+        app = web.Application(middlewares=[mw], client_max_size=1 << 20)
         r = app.router
         r.add_get("/", self.versions)
         r.add_get("/versions", self.versions)

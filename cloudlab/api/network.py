@@ -49,7 +49,9 @@ class NetworkAPI:
 
     def app(self):
         """The aiohttp application."""
-        app = web.Application(middlewares=[middleware(self.auth, neutron_fault, public=[self._public])])
+        mw = middleware(self.auth, neutron_fault, public=[self._public], journal=self.api.journal,
+                        service="neutron")
+        app = web.Application(middlewares=[mw])
         r = app.router
         r.add_get("/", self.versions)
         r.add_get("/v2.0", self.resources)
