@@ -221,6 +221,28 @@ def test_openstacksdk_creates_and_waits_for_a_server(api, lab):
         assert lab.compute.get_server("sdk1").status == "ACTIVE"
         output = conn.compute.get_server_console_output(server, length=5)["output"]
         assert "cloudlab-ready" in output
+        # a hard reboot passes through HARD_REBOOT back to ACTIVE, with a fresh boot on the console
+        boots = lab.compute.get_server("sdk1").console_log().count("cloudlab-ready")
+        conn.compute.reboot_server(server, "HARD")
+        # the 202 means accepted: the status shows the reboot at once (the SDK's wait returns at
+        # once for a resource that already has the status it waits for, so read it again first)
+        server = conn.compute.get_server(server)
+        assert server.status == "HARD_REBOOT"
+        server = conn.compute.wait_for_server(server, status="ACTIVE", interval=0.5, wait=BOOT_TIMEOUT)
+        assert lab.compute.get_server("sdk1").status == "ACTIVE" and boots >= 1
+        # resize: a bigger flavor, then (as Nova) confirm when the service asks for it
+        conn.compute.resize_server(server, "m1.small")
+        assert conn.compute.get_server(server).status == "RESIZE"
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while conn.compute.get_server(server).status not in ("ACTIVE", "VERIFY_RESIZE", "ERROR") or \
+                lab.compute.get_server("sdk1").flavor.name != "m1.small":
+            assert time.monotonic() < deadline, "resize did not finish"
+            time.sleep(0.5)
+        if conn.compute.get_server(server).status == "VERIFY_RESIZE":
+            conn.compute.confirm_server_resize(server)
+            conn.compute.wait_for_server(server, status="ACTIVE", interval=0.5, wait=BOOT_TIMEOUT)
+        resized = conn.compute.get_server(server)
+        assert resized.flavor["original_name"] == "m1.small" and resized.status == "ACTIVE"
         conn.object_store.create_container("sdk")
         conn.object_store.upload_object(container="sdk", name="greeting", data=b"hi from the sdk")
         assert conn.object_store.download_object("greeting", container="sdk") == b"hi from the sdk"

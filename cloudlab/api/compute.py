@@ -28,6 +28,7 @@ aggregates; their requests are 400 or 501 with a message saying so.
 import hashlib
 import json
 import re
+import threading
 import time
 
 from aiohttp import web
@@ -51,6 +52,9 @@ VM_STATES = {"BUILD": ("building", "spawning"), "ACTIVE": ("active", None), "SHU
              "RESIZE": ("active", "resize_migrating"), "VERIFY_RESIZE": ("resized", None),
              "REVERT_RESIZE": ("resized", "resize_reverting"), "PAUSED": ("paused", None),
              "ERROR": ("error", None), "DELETED": ("deleted", None)}
+# task_state of an action under way -> the status Nova shows meanwhile
+TASK_STATUS = {"rebooting": "REBOOT", "rebooting_hard": "HARD_REBOOT", "resize_prep": "RESIZE",
+               "resize_reverting": "REVERT_RESIZE"}
 POWER_STATES = {"RUNNING": 1, "PAUSED": 3, "SHUTDOWN": 4, "CRASHED": 6, "SUSPENDED": 7, "NOSTATE": 0}
 
 
@@ -123,7 +127,7 @@ class ComputeAPI:
         self.lab = api.lab
         self.auth = auth
         self.base = None            # set once the port is bound
-        self._tasks = {}            # server id -> task_state of an action under way here
+        self._tasks = {}            # server id -> (task_state, threading.Event set when the action is done)
         self._launched = {}         # server id -> when it was first seen ACTIVE
 
     # -- the application
@@ -290,9 +294,16 @@ class ComputeAPI:
     def _status(self, server):
         """(status, vm_state, task_state, power_state) as Nova shows them."""
         status = server.status
-        task = self._tasks.get(server.id)
-        if status == "REBOOT" and task == "rebooting_hard":
-            status = "HARD_REBOOT"
+        task, done = self._tasks.get(server.id, (None, None))
+        if task and not done.is_set():
+            # accepted (202) but not finished: it shows at once, as Nova sets task_state first
+            if task in TASK_STATUS and status in ("ACTIVE", "SHUTOFF", "REBOOT", "VERIFY_RESIZE"):
+                status = TASK_STATUS[task]
+        elif task == "rebooting_hard" and status == "REBOOT":
+            status = "HARD_REBOOT"      # the lab's REBOOT does not say how; the API remembers
+        elif task:
+            self._tasks.pop(server.id, None)
+            task = None
         vm_state, default_task = VM_STATES.get(status, ("active", None))
         power = getattr(server, "power_state", None)
         if isinstance(power, str):
@@ -520,7 +531,7 @@ class ComputeAPI:
         ctx = request[CONTEXT]
         self._writer(ctx)
         server = await self._server(request)
-        self._tasks[server.id] = "deleting"
+        self._tasks[server.id] = ("deleting", threading.Event())
         try:
             for attachment in self.api.attachments_of(server):
                 await blocking(self.api.detach, server, attachment["volumeId"])
@@ -544,14 +555,14 @@ class ComputeAPI:
 
     def _run_task(self, server, task, fn, *args, **kwargs):
         """Start ``fn`` in the background with ``task`` shown as the server's task_state meanwhile."""
-        self._tasks[server.id] = task
+        done = threading.Event()
+        self._tasks[server.id] = (task, done)
 
         def run():
             try:
                 fn(*args, **kwargs)
             finally:
-                if self._tasks.get(server.id) == task:
-                    self._tasks.pop(server.id, None)
+                done.set()
         background(run)
 
     async def action(self, request):
