@@ -64,7 +64,8 @@ def _yaml_clouds(clouds):
     lines = ["# written by cloudlab: the lab's clouds for openstack CLI and openstacksdk", "clouds:"]
     for name, auth in clouds.items():
         lines += [f"  {name}:", "    auth:"]
-        lines += [f"      {key}: '{value}'" for key, value in auth.items()]
+        # single-quoted YAML scalars: a quote inside is written twice
+        lines += [f"      {key}: '{str(value).replace(chr(39), chr(39) * 2)}'" for key, value in auth.items()]
         lines += ["    region_name: RegionOne", "    interface: public", "    identity_api_version: 3"]
     return "\n".join(lines) + "\n"
 
