@@ -27,7 +27,6 @@ tokens valid for 12 hours, an in-memory cache.  Everything else is Keystone's de
 
 import base64
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -348,7 +347,9 @@ class Identity:
         self.port = self._sock.getsockname()[1]
         env = _manage_env(state)
         env["CLOUDLAB_PARENT_PID"] = str(os.getpid())
-        env["CLOUDLAB_OWNER"] = str(state)
+        # the owner mark `host leftovers` looks for: this process belongs to this lab host
+        from ..host import state_dir as host_state_dir
+        env["CLOUDLAB_OWNER"] = str(host_state_dir())
         args = [str(venv / "bin" / "gunicorn"), "--config", str(HERE / "keystone_gunicorn.py"),
                 "--bind", f"fd://{self._sock.fileno()}", "--chdir", str(state),
                 "--pid", str(state / "gunicorn.pid"), "--error-logfile", str(state / "gunicorn.log"),
@@ -614,6 +615,3 @@ def main(args):
     print("identity: Keystone is not installed (python -m cloudlab identity install)")
     return 1
 
-
-if __name__ == "__main__":    # pragma: no cover - python -m cloudlab.api.identity
-    print(json.dumps({"venv": str(venv_dir()), "installed": installed()}))
