@@ -34,7 +34,7 @@ import time
 from aiohttp import web
 
 from ..compute.flavor import NAME_RE
-from ..errors import CloudlabError, Conflict, NotFound
+from ..errors import Conflict, NotFound, QuotaExceeded
 from .auth import TokenCheck
 from .http import ApiError, background, blocking, field, json_body, json_response, middleware, nova_fault, CONTEXT
 
@@ -484,8 +484,8 @@ class ComputeAPI:
                 raise ApiError(400, f"Invalid input for field/attribute server/{count}: the lab creates one "
                                     "server per request")
         if body.get("key_name"):
-            raise ApiError(400, f"Invalid key_name provided: the lab has no key pairs (its guests run commands "
-                                f"through their agent: server.run() in Python)")
+            raise ApiError(400, "Invalid key_name provided: the lab has no key pairs (its guests run commands "
+                                "through their agent: server.run() in Python)")
         metadata = field(body, "metadata", dict, default={}, path="server/metadata")
         if any(not isinstance(k, str) or not isinstance(val, str) for k, val in metadata.items()):
             raise ApiError(400, "Invalid input for field/attribute server/metadata: keys and values are strings")
@@ -517,10 +517,8 @@ class ComputeAPI:
         except Conflict as exc:
             raise ApiError(409, f"{exc.message}: the lab's server names are unique across projects; "
                                 "choose another name") from None
-        except CloudlabError as exc:
-            if type(exc).__name__ == "QuotaExceeded":
-                raise ApiError(403, f"Quota exceeded: {exc.message}", fault="overLimit") from None
-            raise
+        except QuotaExceeded as exc:
+            raise ApiError(403, f"Quota exceeded: {exc.message}", fault="overLimit") from None
         return json_response({"server": {"id": server.id, "links": self.link("servers", server.id),
                                          "OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}],
                                          "adminPass": ""}},

@@ -19,6 +19,7 @@ allows it): a second one is 409.  Names are 1-40 lower-case letters, digits, '.'
 """
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -271,7 +272,10 @@ class ImageAPI:
             raise ApiError(403, "You are not permitted to modify this image.")
         if record["status"] != "queued":
             raise ApiError(409, "the lab's active images cannot be changed; create a new one")
-        ops = await request.json() if request.can_read_body else None
+        try:
+            ops = json.loads(await request.read() or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"Malformed request body: the body is not valid JSON ({exc})") from None
         if not isinstance(ops, list):
             raise ApiError(400, "the body must be a JSON-patch list of {op, path, value}")
         with self._lock:
