@@ -26,6 +26,8 @@ tokens valid for 12 hours, an in-memory cache.  Everything else is Keystone's de
 """
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
@@ -116,7 +118,26 @@ def install(progress=None):
     target = venv_dir()
     if installed():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with _cache_lock():
+        if installed():           # another process installed it while we waited
+            return target
+        return _install_into(target, say)
+
+
+@contextlib.contextmanager
+def _cache_lock():
+    """An exclusive lock on Keystone's folder in the cache: several labs and make runs share the cache."""
+    folder = config.cache() / "keystone"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _install_into(target, say):
     if target.exists():
         shutil.rmtree(target)
     started = time.monotonic()
@@ -183,6 +204,13 @@ def template_db(progress=None):
     target = venv / "template" / "keystone.db"
     if target.is_file():
         return target
+    with _cache_lock():
+        if target.is_file():
+            return target
+        return _make_template(venv, target, progress)
+
+
+def _make_template(venv, target, progress):
     say = progress or (lambda line: print(f"identity: {line}", flush=True))
     scratch = Path(tempfile.mkdtemp(prefix=".template-", dir=venv))
     try:
@@ -205,8 +233,7 @@ def template_db(progress=None):
             db.close()
         (scratch / "template").mkdir()
         os.rename(scratch / "keystone.db", scratch / "template" / "keystone.db")
-        if not target.parent.exists():
-            os.rename(scratch / "template", target.parent)
+        os.rename(scratch / "template", target.parent)
         return target
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
