@@ -141,14 +141,14 @@ class OpenStackAPI:
         return TokenCheck(self._validator(service_user), self.lab.identity.auth_url)
 
     def _swift_account(self, token):
-        """The object store's Keystone source: a member's token opens ``AUTH_<project id>``."""
+        """The object store's Keystone source: a member's token opens ``AUTH_<project id>`` (as its owner)."""
         try:
             info = self._validator("swift").validate(token)
         except CloudlabError:
             return None
         if info is None or not info.can_write or not info.project_id:
             return None
-        return f"AUTH_{info.project_id}"
+        return f"AUTH_{info.project_id}", f"{info.project_id}:{info.user_id}"
 
     def requests(self, since=0, service=None):
         """The APIs' recent requests, oldest first: ``{service, method, path, status, ms, user, project, token}``.

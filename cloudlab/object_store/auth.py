@@ -119,23 +119,34 @@ class Users:
         """Also accept tokens that ``source`` knows: Swift's keystoneauth beside TempAuth.
 
         Args:
-            source: ``token -> storage account`` (e.g. ``AUTH_<project id>``) or None; called
-                for tokens TempAuth did not issue.  It should cache: it runs on every request.
+            source: ``token -> (storage account, login)`` (e.g. ``("AUTH_<project id>",
+                "<project id>:<user id>")``, the login as Swift's Keystone ACLs name users) or None;
+                called for tokens TempAuth did not issue.  It should cache: it runs on every request.
         """
         self._sources.append(source)
 
     def _from_sources(self, token):
         for source in self._sources:
-            account = source(token)
-            if account:
-                return account
+            found = source(token)
+            if found:
+                return found
         return None
+
+    def identity_for_token(self, token):
+        """``(storage account, "account:user")`` of a valid token's user, or None (unknown or expired)."""
+        entry = self._tokens.get(token)
+        if entry is None:
+            return self._from_sources(token)
+        if entry[1] <= time.time():
+            return None
+        return entry[0], entry[2]
 
     def account_for_token(self, token):
         """The storage account a valid token gives access to, or None (unknown or expired)."""
         entry = self._tokens.get(token)
         if entry is None:
-            return self._from_sources(token)
+            found = self._from_sources(token)
+            return found[0] if found else None
         account, expires, _ = entry
         if expires <= time.time():
             with self._lock:
