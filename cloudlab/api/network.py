@@ -46,6 +46,7 @@ class NetworkAPI:
         self.auth = auth
         self.base = None
         self._network = None
+        self._macs = {}            # server id -> its NICs' MAC addresses
 
     def app(self):
         """The aiohttp application."""
@@ -152,19 +153,20 @@ class NetworkAPI:
         net = self.network()
         if server.network != net["libvirt_name"]:
             return []
-        try:
-            xml = ET.fromstring(server.domain_xml())
-        except CloudlabError:
-            return []
-        addresses = server.addresses.get(server.network, [])
+        macs = self._macs.get(server.id)
+        if macs is None:
+            # once per server: a MAC never changes, and reading a running domain's XML makes
+            # libvirt ask QEMU (its monitor), which slows a guest that is still booting
+            try:
+                xml = ET.fromstring(server.domain_xml())
+            except CloudlabError:
+                return []
+            macs = self._macs[server.id] = [m.get("address") for m in xml.iter("mac") if m.get("address")]
+        running = server.status not in ("SHUTOFF", "ERROR", "DELETED", "BUILD")
+        addresses = server.addresses.get(server.network, []) if running else []
         owner = server.properties.get("project_id") or self.api.default_project_id
         ports = []
-        for iface in xml.iter("interface"):
-            mac = iface.find("mac")
-            if mac is None:
-                continue
-            address = mac.get("address")
-            running = server.status not in ("SHUTOFF", "ERROR", "DELETED")
+        for address in macs:
             ports.append({
                 "id": str(uuid.uuid5(uuid.UUID(server.id), address)), "name": "", "network_id": net["id"],
                 "network_name": net["name"], "mac_address": address, "admin_state_up": True,
