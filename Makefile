@@ -25,7 +25,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daem
 # CLOUDLAB_NETNS is set (set it on a shared machine: see README).
 TEST_NETNS ?= cloudlab-test
 
-.PHONY: lab test setup system venv image host-up host-down clean bench help
+.PHONY: lab test setup system venv image identity host-up host-down clean bench help
 
 help:
 	@echo "make lab    set up and start JupyterLab at labs/00_start_here.ipynb"
@@ -58,7 +58,11 @@ venv: system $(VENV)/.installed
 image: venv
 	@$(VPY) -m cloudlab image build
 
-setup: system venv image
+# Keystone, in a venv of its own under the cache (its pins stay out of .venv); a no-op once installed
+identity: venv
+	@$(VPY) -m cloudlab identity install
+
+setup: system venv image identity
 
 host-up: setup
 	@$(VPY) -m cloudlab host up
@@ -70,7 +74,9 @@ lab: setup
 	@$(VPY) -m cloudlab host up
 	@$(VPY) -m cloudlab doctor || true
 	@echo "== JupyterLab on http://127.0.0.1:$(JUPYTER_PORT)/ (the URL with its token follows)"
-	@$(VENV)/bin/jupyter lab --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
+	@# the terminal's `OS_CLOUD=cloudlab openstack ...` reads the clouds.yaml the newest lab writes
+	@export OS_CLIENT_CONFIG_FILE=$$($(VPY) -c 'from cloudlab import config; print(config.home() / "clouds.yaml")'); \
+	$(VENV)/bin/jupyter lab --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
 		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/labs/00_start_here.ipynb
 
 # The host comes up once for the whole run and always goes down, pass or fail.

@@ -18,6 +18,8 @@ COMMANDS = {
     "image": ("cloudlab.image", "build or list guest images"),
     "object-store": ("cloudlab.object_store.cli", "run the Swift/S3 object store"),
     "ntp": ("cloudlab.ntp", "run an NTP server or query one"),
+    "identity": ("cloudlab.api.identity", "install Keystone (the identity service) or show its status"),
+    "openstack": ("cloudlab.api", "serve the OpenStack APIs of a lab and print its clouds.yaml"),
     "clean": ("cloudlab.host", "remove every resource the lab created"),
     "grade": ("cloudlab.teaching.grade", "grade learners' notebooks against the live lab"),
 }

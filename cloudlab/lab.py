@@ -29,6 +29,8 @@ SERVICES = {
     "object_store": "cloudlab.object_store:ObjectStore",
     "shared_file_system": "cloudlab.shared_file_system:SharedFileSystem",
     "ntp": "cloudlab.ntp:TimeService",
+    "identity": "cloudlab.api.identity:Identity",
+    "api": "cloudlab.api:OpenStackAPI",
 }
 
 

@@ -18,6 +18,7 @@ Every domain and file carries the lab's prefix (``cloudlab-<lab>-``), so
 :func:`cleanup` can remove exactly the lab's own and nothing else.
 """
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -285,7 +286,7 @@ class Compute:
         return "kvm" if accel == "kvm" else "qemu"
 
     def create_server(self, name, image="busybox", flavor="m1.tiny", network=None, profile="virtio",
-                      wait=True, timeout=DEFAULT_TIMEOUT_S, kernel_args="", accel=None):
+                      wait=True, timeout=DEFAULT_TIMEOUT_S, kernel_args="", accel=None, properties=None):
         """Create and boot a server; with ``wait``, return once it is ACTIVE.
 
         Args:
@@ -300,6 +301,9 @@ class Compute:
             timeout: seconds to wait for ready.
             kernel_args: extra kernel command-line arguments (e.g. ``cloudlab.ntp=ADDR``; by
                 default the lab's NTP server for guests, once ``lab.ntp.serve_guests()`` runs).
+            properties: extra ``{str: str}`` kept with the server in its domain's metadata and
+                read back as ``server.properties`` (the OpenStack API keeps each server's
+                project and user there).
         Raises:
             InvalidInput: a bad name, profile or accelerator, or a flavor too small for the image.
             MissingPrerequisite: ``accel="kvm"`` on a host without working KVM (says why).
@@ -323,6 +327,7 @@ class Compute:
             raise InvalidInput(f"flavor {flavor.name}'s {flavor.disk_gib} GiB disk is smaller than image "
                                f"{image.name} ({image.virtual_size / 2**30:.1f} GiB)", fix="choose a bigger flavor")
         network = self._resolve_network(network)
+        properties = _check_properties(properties)
         domain_name = self.prefix + name
         disk = self.server_dir / f"{domain_name}.qcow2"
         console = self.server_dir / f"{domain_name}.log"
@@ -345,6 +350,8 @@ class Compute:
                     "profile": profile.name, "accel": {"kvm": "kvm", "qemu": "tcg"}.get(domain_type, domain_type),
                     "network": network or "", "created": f"{time.time():.3f}",
                     "disk": str(disk), "console": str(console), "socket": str(socket_path)}
+            if properties:
+                meta["properties"] = json.dumps(properties, sort_keys=True)
             cmdline = f"{image.cmdline} cloudlab.hostname={name} {kernel_args}".strip()
             # the lab's time server, when it serves guests: every node syncs from the controller
             guest_ntp = getattr(self.lab._services.get("ntp"), "guest_ntp", None) if self.lab else None
@@ -539,6 +546,19 @@ class Compute:
             _destroy_and_undefine(dom)
         for suffix in SERVER_SUFFIXES:
             (self.server_dir / f"{domain_name}{suffix}").unlink(missing_ok=True)
+
+
+def _check_properties(properties):
+    """``properties`` as a dict of strings, or InvalidInput naming the entry that is not one."""
+    if properties is None:
+        return {}
+    if not isinstance(properties, dict):
+        raise InvalidInput(f"properties must be a dict of strings, not {type(properties).__name__}")
+    for key, value in properties.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key or len(key) > 255 or len(value) > 65535:
+            raise InvalidInput(f"property {key!r}={value!r} is not usable",
+                               fix="give string keys (1-255 characters) and string values")
+    return dict(properties)
 
 
 def _destroy_and_undefine(dom):

@@ -79,6 +79,7 @@ class Server:
         profile: device profile (``virtio`` or ``emulated``).
         accel: accelerator it runs under, ``kvm`` or ``tcg`` (None on libvirt's test driver).
         network: libvirt network of its NIC, or None.
+        properties: the ``{str: str}`` given to ``create_server(properties=...)``.
         disk, console_path, agent_socket: its files under the lab's state folder.
     """
 
@@ -94,6 +95,10 @@ class Server:
         self.accel = meta.get("accel") or None
         self.network = meta.get("network") or None
         self.created = float(meta.get("created", 0))
+        try:
+            self.properties = json.loads(meta.get("properties") or "{}")
+        except ValueError:
+            self.properties = {}
         self.disk = Path(meta["disk"])
         self.console_path = Path(meta["console"])
         self.agent_socket = Path(meta["socket"])

@@ -378,6 +378,8 @@ def leftovers(prefix=None):
         except OSError:
             continue
         ours = (ns_inode == inode) if inode else any(mark in cmdline for mark in marks)
+        # processes a lab started outside the namespace (Keystone) carry the host's owner mark
+        ours = ours or _has_owner_mark(proc)
         if ours or int(proc.name) in (last.get("pids") or {}).values():
             found.append(f"process {proc.name}: {cmdline[:120]}")
     ns = config.netns()
@@ -414,6 +416,15 @@ def _clean_containers(prefix):
         return []
     removed, _ = clean_containers(prefix)
     return removed
+
+
+def _has_owner_mark(proc):
+    """True when the process's environment has ``CLOUDLAB_OWNER=<this host's state folder>``."""
+    try:
+        entries = (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"CLOUDLAB_OWNER={state_dir()}".encode() in entries
 
 
 def clean(prefix, conn=None, everything=False):

@@ -98,6 +98,7 @@ class Image:
     cmdline: str
     min_ram_mib: int = MIN_RAM_MIB
     created_at: float = 0.0
+    properties: dict = dataclasses.field(default_factory=dict, compare=False)   # {str: str}, kept in image.json
 
     def to_json(self):
         """The image as a JSON-ready dict."""
@@ -293,7 +294,7 @@ def _image_from_dir(name, directory, manifest):
                  virtual_size=manifest["virtual_size"], checksum=manifest["checksum"],
                  disk=str(disk), kernel=str(directory / "vmlinux"), initrd=str(directory / "initrd.img"),
                  cmdline=manifest["cmdline"], min_ram_mib=manifest.get("min_ram_mib", MIN_RAM_MIB),
-                 created_at=manifest.get("created_at", 0.0))
+                 created_at=manifest.get("created_at", 0.0), properties=dict(manifest.get("properties") or {}))
 
 
 _build_lock = threading.Lock()
@@ -510,9 +511,14 @@ class ImageService:
 
         return self._register(name, fill)
 
-    def import_image(self, name, path):
+    def import_image(self, name, path, properties=None):
         """Register an existing disk file (qcow2 or raw) as image ``name``; the file is copied.
 
+        Args:
+            name: the new image's name.
+            path: a qcow2 or raw disk file.
+            properties: ``{str: str}`` kept in the image's manifest and read back as
+                ``image.properties`` (the OpenStack API keeps an image's owner there).
         Raises:
             NotFound: ``path`` does not exist.
             InvalidInput: the file is not a qcow2 or raw disk.
@@ -528,10 +534,14 @@ class ImageService:
             raise InvalidInput(f"{path} is an overlay on {info['backing-filename']}",
                                fix="flatten it first: qemu-img convert -O qcow2 SOURCE TARGET")
 
+        if properties is not None and not (isinstance(properties, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in properties.items())):
+            raise InvalidInput(f"properties must be a dict of strings, not {properties!r}")
+
         def fill(scratch):
             disk = scratch / f"disk.{info['format']}"
             shutil.copyfile(source, disk)
-            return {"format": info["format"], "disk": disk.name,
+            return {"format": info["format"], "disk": disk.name, "properties": dict(properties or {}),
                     "virtual_size": info["virtual-size"], "checksum": md5_file(disk)}
 
         return self._register(name, fill)

@@ -55,6 +55,7 @@ class Users:
         self.token_ttl = token_ttl
         self._users = {}
         self._tokens = {}           # token -> (storage account, expiry)
+        self._sources = []          # other token authorities (Keystone), see add_token_source
         self._lock = threading.Lock()
         for login, key in (DEFAULT_USERS if users is None else users).items():
             self.add(login, key)
@@ -114,10 +115,29 @@ class Users:
             self._tokens[token] = (user.storage_account, now + self.token_ttl, user.name)
         return token, self.token_ttl
 
+    def add_token_source(self, source):
+        """Also accept tokens that ``source`` knows: Swift's keystoneauth beside TempAuth.
+
+        Args:
+            source: ``token -> (storage account, login)`` (e.g. ``("AUTH_<project id>",
+                "<project id>:<user id>")``, the login as Swift's Keystone ACLs name users) or None;
+                called for tokens TempAuth did not issue.  It should cache: it runs on every request.
+        """
+        self._sources.append(source)
+
+    def _from_sources(self, token):
+        for source in self._sources:
+            found = source(token)
+            if found:
+                return found
+        return None
+
     def identity_for_token(self, token):
         """``(storage account, "account:user")`` of a valid token's user, or None (unknown or expired)."""
         entry = self._tokens.get(token)
-        if entry is None or entry[1] <= time.time():
+        if entry is None:
+            return self._from_sources(token)
+        if entry[1] <= time.time():
             return None
         return entry[0], entry[2]
 
@@ -125,7 +145,8 @@ class Users:
         """The storage account a valid token gives access to, or None (unknown or expired)."""
         entry = self._tokens.get(token)
         if entry is None:
-            return None
+            found = self._from_sources(token)
+            return found[0] if found else None
         account, expires, _ = entry
         if expires <= time.time():
             with self._lock:
