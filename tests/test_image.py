@@ -126,22 +126,24 @@ def registry(tmp_path, monkeypatch):
 
 def test_registry_create_show_delete(registry):
     assert registry.names() == [DEFAULT_IMAGE]
-    small = registry.create_image("tiny10", size_mib=10)
-    assert small.virtual_size == 10 * 2**20
+    small = registry.create_image("tiny24", size_mib=24)
+    assert small.virtual_size == 24 * 2**20
     assert small.kernel == default_image().kernel      # same system, another disk
-    assert registry.get_image("tiny10") == small
-    assert registry.names() == [DEFAULT_IMAGE, "tiny10"]
+    assert registry.get_image("tiny24") == small
+    assert registry.names() == [DEFAULT_IMAGE, "tiny24"]
     with pytest.raises(Conflict):
-        registry.create_image("tiny10", size_mib=10)
-    registry.delete_image("tiny10")
+        registry.create_image("tiny24", size_mib=24)
+    with pytest.raises(InvalidInput, match="too small for the image's system"):
+        registry.create_image("tiny8", size_mib=8)
+    registry.delete_image("tiny24")
     with pytest.raises(NotFound) as err:
-        registry.get_image("tiny10")
+        registry.get_image("tiny24")
     assert DEFAULT_IMAGE in str(err.value)              # the error lists the valid names
 
 
 def test_registry_rejects_bad_input(registry, tmp_path):
     with pytest.raises(InvalidInput):
-        registry.create_image("Bad Name", size_mib=10)
+        registry.create_image("Bad Name", size_mib=24)
     with pytest.raises(InvalidInput):
         registry.create_image("ok", size_mib=1)
     with pytest.raises(InvalidInput):
@@ -167,7 +169,7 @@ def test_registry_imports_raw_disk(registry, tmp_path):
 
 
 def test_image_with_a_lost_disk_is_reported_and_deletable(registry):
-    img = registry.create_image("lost", size_mib=10)
+    img = registry.create_image("lost", size_mib=24)
     __import__("os").unlink(img.disk)
     with pytest.raises(NotFound) as err:
         registry.get_image("lost")

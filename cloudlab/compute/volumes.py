@@ -163,6 +163,10 @@ def attach(server, connection, serial, timeout=VISIBLE_TIMEOUT_S):
     """
     if attached_target(server, serial):
         raise Conflict(f"a disk with serial {guest_serial(serial)} is already on server {server.name}")
+    if server.status == ACTIVE:
+        # the volume is a virtio disk; a guest that booted with no virtio device (the
+        # emulated profile) has no virtio driver loaded yet, and nothing in it loads one on hot-plug
+        server.run("modprobe virtio_pci; modprobe virtio_blk; true", timeout=15)
     with server._lock:
         target = next_target(*_domain_xmls(server))
         xml = disk_xml(connection, target, serial)

@@ -72,6 +72,10 @@ MODULES = [m for _, _, modules in MODULE_GROUPS for m in modules]
 DISK_MODULES = {
     # the NFS client (shares of the shared file system service)
     "nfsv4": ["fs-nfs4", "nfs4"],
+    # virtio's PCI transport and disk driver, for a volume hot-plugged into a guest that
+    # booted with no virtio device (the emulated profile loads none from the initramfs)
+    "virtio_pci": [],
+    "virtio_blk": [],
 }
 # quiet: every console byte is a trap into the emulator; the guest's own lines still show.
 # cryptomgr.notests: skip the kernel's self-tests of its crypto algorithms, which
@@ -269,6 +273,11 @@ def _make_initramfs(path, busybox, modules_dir, module_paths):
     archive.file("lib/modules/modules.groups", ("\n".join(conditions) + "\n").encode())
     archive.file("lib/modules/modules.load", ("\n".join(lines) + "\n").encode())
     archive.write(path)
+
+
+def _tree_bytes(root):
+    """Bytes taken by the regular files under ``root`` (symlinks and folders count as nothing)."""
+    return sum(p.lstat().st_size for p in Path(root).rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _make_disk(path, rootfs, size_mib):
@@ -502,6 +511,12 @@ class ImageService:
         if not isinstance(size_mib, int) or not 8 <= size_mib <= 65536:
             raise InvalidInput(f"size_mib={size_mib!r} is not usable", fix="give 8 to 65536 (MiB)")
         rootfs = self.rootfs()
+        # ext4 needs room for its own metadata beside the files: ask for twice what they take
+        needed = -(-2 * _tree_bytes(rootfs) // 2**20)
+        if size_mib < needed:
+            raise InvalidInput(f"size_mib={size_mib} is too small for the image's system "
+                               f"({_tree_bytes(rootfs) / 2**20:.1f} MiB of files)",
+                               fix=f"give at least {needed} (MiB)")
 
         def fill(scratch):
             _make_disk(scratch / "disk.qcow2", rootfs, size_mib)
