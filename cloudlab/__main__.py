@@ -20,6 +20,7 @@ COMMANDS = {
     "ntp": ("cloudlab.ntp", "run an NTP server or query one"),
     "clean": ("cloudlab.host", "remove every resource the lab created"),
     "grade": ("cloudlab.teaching.grade", "grade learners' notebooks against the live lab"),
+    "nbgrader-source": ("cloudlab.teaching.nbgrader", "write the labs as nbgrader source notebooks"),
 }
 
 
