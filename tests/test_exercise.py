@@ -227,9 +227,11 @@ def test_nbgrader_source_holds_the_solutions_between_markers(tmp_path):
     source = nbformat.read(str(tmp_path / "course" / "source" / "97_demo" / "97_demo.ipynb"), as_version=4)
     assert source.cells[1].source == "answer = None  # YOUR ANSWER HERE\n### BEGIN SOLUTION\nanswer = 42\n" \
                                      "### END SOLUTION"
-    assert source.cells[3].source.endswith("### BEGIN SOLUTION\nlab['web1'] = 1\n### END SOLUTION")
+    assert source.cells[3].source == "### BEGIN SOLUTION\nlab['web1'] = 1\n### END SOLUTION"  # "# YOUR CODE HERE" is the stub
     check = source.cells[2].metadata.nbgrader
-    assert (check["grade"], check["locked"], check["points"], check["grade_id"]) == (True, True, 2, "97.1")
+    assert (check["grade"], check["locked"], check["points"], check["grade_id"]) == (True, True, 2, "97_1")
+    assert source.cells[1].metadata.nbgrader["grade_id"] == "97_1-answer"     # nbgrader allows no dots
+    assert [e for _, e, _ in grade.check_cells(source)] == ["97.1", "97.2"]   # our grader reads both
     assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code")
     assert "code_stub" in (tmp_path / "course" / "nbgrader_config.py").read_text()
     (solutions / "97_demo.py").write_text("# %% solution 97.1\nanswer = 42\n")

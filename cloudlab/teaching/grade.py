@@ -88,24 +88,30 @@ def _nbgrader(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+def exercise_of_grade_id(grade_id):
+    """The exercise id a cell's ``grade_id`` names: ``06.1`` for ``06.1`` or ``06_1`` (nbgrader's spelling)."""
+    match = re.fullmatch(r"(\d{2})[._](\d+)", grade_id or "")
+    return f"{match.group(1)}.{match.group(2)}" if match else grade_id
+
+
 def check_cells(nb):
     """The check cells of ``nb``: a list of ``(index, exercise id, points)`` in notebook order."""
     found = []
     for index, cell in enumerate(nb.cells):
         meta = _nbgrader(cell)
         if cell.cell_type == "code" and meta.get("grade") and meta.get("grade_id"):
-            found.append((index, meta["grade_id"], int(meta.get("points", 0))))
+            found.append((index, exercise_of_grade_id(meta["grade_id"]), int(meta.get("points", 0))))
     return found
 
 
 def answer_cells(nb):
-    """The answer cells of ``nb``: exercise id -> cell index (grade_id ``NN.K-answer``)."""
+    """The answer cells of ``nb``: exercise id -> cell index (grade_id ``NN.K-answer`` or ``NN_K-answer``)."""
     found = {}
     for index, cell in enumerate(nb.cells):
         meta = _nbgrader(cell)
         grade_id = meta.get("grade_id", "")
         if cell.cell_type == "code" and meta.get("solution") and grade_id.endswith("-answer"):
-            found[grade_id[: -len("-answer")]] = index
+            found[exercise_of_grade_id(grade_id[: -len("-answer")])] = index
     return found
 
 

@@ -25,6 +25,10 @@ stub raises ``NotImplementedError``; the check then reports ✘ instead of a Nam
 The lab's other cells stay plain cells a learner may edit and rerun: locking them would
 make nbgrader restore them at grading, which a course may want (add ``locked: true``).
 
+nbgrader's cell ids may hold only letters, digits, ``_`` and ``-``, so the labs'
+``grade_id`` ``06.1`` becomes ``06_1`` here (and ``06.1-answer`` ``06_1-answer``); the
+grader of this package reads both spellings.
+
 Each assignment is one lab: ``source/06_compute/06_compute.ipynb``.  Check cells raise
 ``AssertionError`` under nbgrader's autograder when an exercise does not earn its points,
 which is how nbgrader scores a test cell; hidden checks run only there.
@@ -71,10 +75,17 @@ def source_notebook(nb, solutions):
         raise InvalidInput(f"solutions for {', '.join(extra)} have no answer cell in the notebook")
     for cell in source.cells:
         meta = cell.get("metadata", {}).get("nbgrader")
+        if meta and meta.get("grade_id"):
+            meta["grade_id"] = nbgrader_id(meta["grade_id"])
+            meta.setdefault("task", False)
         if meta and meta.get("solution"):
-            exercise_id = meta["grade_id"][: -len("-answer")]
-            placeholder = cell.source.rstrip("\n")
-            cell.source = f"{placeholder}\n{BEGIN}\n{solutions[exercise_id].rstrip()}\n{END}"
+            exercise_id = grade.exercise_of_grade_id(meta["grade_id"][: -len("-answer")])
+            # code in the placeholder stays (it defines the answer variables); a comment-only
+            # placeholder goes, since nbgrader's stub says the same
+            placeholder = "\n".join(line for line in cell.source.rstrip("\n").splitlines()
+                                    if line.strip() and not line.lstrip().startswith("#"))
+            body = f"{BEGIN}\n{solutions[exercise_id].rstrip()}\n{END}"
+            cell.source = f"{placeholder}\n{body}" if placeholder else body
             continue
         if meta and meta.get("grade"):
             meta["locked"] = True
@@ -83,6 +94,11 @@ def source_notebook(nb, solutions):
             cell.outputs = []
             cell.execution_count = None
     return source
+
+
+def nbgrader_id(grade_id):
+    """``grade_id`` spelled as nbgrader accepts it: ``06.1`` -> ``06_1``, ``06.1-answer`` -> ``06_1-answer``."""
+    return re.sub(r"^(\d{2})\.(\d+)", r"\1_\2", grade_id)
 
 
 def default_solutions_dir():
