@@ -8,3 +8,6 @@ own (HOST.md's traffic rule): `make test` sets CLOUDLAB_NETNS, and a bare
 import os
 
 os.environ.setdefault("CLOUDLAB_NETNS", "cloudlab-test")
+# notebooks under nbval and the grader print the widgets' plain-text form: a widget would leave
+# only a random model id behind, and the text form is what the stored notebooks show
+os.environ["CLOUDLAB_WIDGETS"] = "text"

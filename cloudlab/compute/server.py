@@ -285,6 +285,11 @@ class Server:
         return json.loads(out)
 
     @property
+    def resize_pending(self):
+        """True while a resize waits for ``confirm_resize()`` or ``revert_resize()`` (VERIFY_RESIZE)."""
+        return self._resize_from is not None
+
+    @property
     def pre_resize_disk(self):
         """Where a pending resize keeps the old disk (it exists only in VERIFY_RESIZE)."""
         return self.disk.with_name(self.domain_name + PRE_RESIZE_SUFFIX)

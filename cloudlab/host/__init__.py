@@ -557,6 +557,20 @@ class LabHost:
         self.gateway = ip.get("address")
         self.bridge = net.bridgeName()
 
+    def dhcp_range(self):
+        """The first and last address the lab network's DHCP server (libvirt's dnsmasq) hands out, read live."""
+        import xml.etree.ElementTree as ET
+        libvirt = libvirt_module()
+        try:
+            xml = self.connect().networkLookupByName(self.network).XMLDesc()
+        except libvirt.libvirtError as exc:
+            raise CloudlabError(f"could not read the lab network {self.network}: {exc.get_error_message()}",
+                                fix="lab.host.start(), or `python -m cloudlab host up`") from None
+        found = ET.fromstring(xml).find("ip/dhcp/range")
+        if found is None:
+            raise CloudlabError(f"the lab network {self.network} has no DHCP range")
+        return ipaddress.ip_address(found.get("start")), ipaddress.ip_address(found.get("end"))
+
     @property
     def uri(self):
         """The libvirt URI (``virsh -c URI`` reaches the same daemon)."""

@@ -9,6 +9,7 @@ inline in a notebook as SVG, has a plain-text form for terminals and nbval
 into the repository's ``diagrams/`` folder (or ``CLOUDLAB_DIAGRAMS``).
 """
 
+import importlib
 import os
 from pathlib import Path
 
@@ -16,6 +17,28 @@ from ...errors import MissingPrerequisite
 
 # the repository's diagrams/ folder, when the package runs from a checkout (make lab installs it editable)
 _REPO_DIAGRAMS = Path(__file__).resolve().parents[3] / "diagrams"
+
+
+def __getattr__(name):
+    # topic modules load on first use (``cl.diagrams.host.lab_host(lab)``), so importing
+    # cloudlab never needs graphviz
+    if not name.startswith("_") and (Path(__file__).parent / f"{name}.py").is_file():
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(name)
+
+
+def fixed_node(graph, node_id, label, **attrs):
+    """Add a node of fixed size, so that its label's length never moves the layout.
+
+    nbval compares a diagram's SVG text; with every node the same size, where nodes
+    and edges are drawn depends only on the graph's shape, and labels that vary (sizes,
+    addresses) change only their own ``<text>`` (which labs/sanitize.cfg masks when it
+    holds digits).  ``node_id`` must be stable (a name, never an address or a path).
+    """
+    style = {"shape": "box", "style": "rounded,filled", "fillcolor": "white", "fixedsize": "true",
+             "width": "3.3", "height": "0.7", "fontname": "Helvetica", "fontsize": "10"}
+    style.update(attrs)
+    graph.node(node_id, label, **style)
 
 
 def graphviz_module():
