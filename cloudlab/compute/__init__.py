@@ -266,6 +266,12 @@ class Compute:
             self._quota.update(limits)
             return dict(self._quota)
 
+    @property
+    def quotas(self):
+        """The lab's quotas now: ``{"instances": n or None, "cores": ..., "ram_mib": ...}`` (None: no limit)."""
+        with self._lock:
+            return dict(self._quota)
+
     def quota_usage(self):
         """What the lab's servers use against its quotas: ``{"instances": n, "cores": n, "ram_mib": n}``."""
         servers = self.list_servers()
