@@ -32,10 +32,12 @@ LOCKS := requirements.lock requirements-nbgrader.lock
 
 # JupyterLab as `make lab` starts it (tests/test_browser.py starts it through `make lab` too).
 # news_url=None and NeverCheckForUpdate: no pop-up asking to fetch Jupyter's news, and no request
-# to a website for news or updates (the lab talks to nothing outside this machine).
+# to a website for news or updates; a read-only extension manager never queries PyPI from the
+# page (the lab talks to nothing outside this machine).
 JUPYTER_FLAGS = --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
 	--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/labs/00_start_here.ipynb \
-	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate
+	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
+	--LabApp.extension_manager=readonly
 
 # Tests and notebooks run the lab host inside a network namespace of their own, so that
 # no packet of the lab leaves this machine.  `make lab` uses the host's network unless
@@ -92,7 +94,14 @@ $(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
 	@$(VPY) -m pip install -q --no-deps -e .
 	@touch $@
 
-venv: system $(VENV)/.installed
+# JupyterLab's settings for every user of this venv: never ask to fetch Jupyter's news (the pop-up
+# that greets a new user) and never check a website for updates
+JUPYTER_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(JUPYTER_OVERRIDES): labs/jupyterlab-overrides.json $(VENV)/.installed
+	@mkdir -p $(dir $@)
+	@cp $< $@
+
+venv: system $(VENV)/.installed $(JUPYTER_OVERRIDES)
 
 image: venv
 	@$(VPY) -m cloudlab image build
