@@ -124,7 +124,7 @@ lab: setup
 test: setup
 	@export CLOUDLAB_NETNS=$(TEST_NETNS); \
 	$(VPY) -m cloudlab host up || exit $$?; \
-	$(VPY) -m pytest tests labs; rc=$$?; \
+	$(VPY) -m pytest --durations=20 tests labs; rc=$$?; \
 	$(VPY) -m cloudlab host down; \
 	$(VPY) -m cloudlab host leftovers || rc=1; \
 	exit $$rc

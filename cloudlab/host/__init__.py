@@ -544,13 +544,20 @@ class LabHost:
             if not net.isActive():
                 net.create()
         except libvirt.libvirtError:
-            subnet = choose_subnet(_used_subnets(conn))
-            try:
-                net = conn.networkCreateXML(network_xml(self.network, subnet))
-            except libvirt.libvirtError as exc:
-                raise CloudlabError(f"could not create the lab network {self.network}: "
-                                    f"{exc.get_error_message()}",
-                                    fix="run `python -m cloudlab doctor`") from None
+            # two labs starting at once can pick the same free subnet; libvirt refuses the second
+            # ("already in use"), which then takes the next one
+            tried = []
+            while True:
+                subnet = choose_subnet(_used_subnets(conn) + tried)
+                try:
+                    net = conn.networkCreateXML(network_xml(self.network, subnet))
+                    break
+                except libvirt.libvirtError as exc:
+                    tried.append(subnet)
+                    if "in use" not in (exc.get_error_message() or "") or len(tried) >= 8:
+                        raise CloudlabError(f"could not create the lab network {self.network}: "
+                                            f"{exc.get_error_message()}",
+                                            fix="run `python -m cloudlab doctor`") from None
         import xml.etree.ElementTree as ET
         ip = ET.fromstring(net.XMLDesc()).find("ip")
         self.subnet = ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False)

@@ -26,7 +26,6 @@ section per exercise, in the percent format editors know::
 ``06.1-answer``; the test suite grades every lab solved that way and expects full points.
 """
 
-import contextlib
 import csv
 import dataclasses
 import io
@@ -160,20 +159,6 @@ def fill_solutions(nb, solutions):
     return filled
 
 
-@contextlib.contextmanager
-def _environment(**values):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def execute(nb, cwd, timeout=DEFAULT_TIMEOUT_S, prefix=None):
     """Run ``nb`` in a fresh kernel with errors allowed; returns the grade log's records by exercise id.
 
@@ -193,23 +178,23 @@ def execute(nb, cwd, timeout=DEFAULT_TIMEOUT_S, prefix=None):
         from nbclient.exceptions import DeadKernelError
     except ImportError:
         raise MissingPrerequisite("nbclient is not installed", fix="run `make lab`") from None
-    env = {GRADE_LOG_ENV: "", GRADING_ENV: "1"}
+    env = {GRADING_ENV: "1"}
     if prefix:
         env["CLOUDLAB_PREFIX"] = prefix
     with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as tmp:
         log = Path(tmp) / "grades.jsonl"
         log.touch()
         env[GRADE_LOG_ENV] = str(log)
-        with _environment(**env):
-            client = NotebookClient(
-                nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
-                error_on_timeout={"ename": "CellTimeout", "evalue": f"the cell ran longer than {timeout} s",
-                                  "traceback": []},
-                resources={"metadata": {"path": str(cwd)}})
-            try:
-                client.execute()
-            except DeadKernelError:
-                pass        # what ran until then is in the log; the rest scores "did not run"
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
+            error_on_timeout={"ename": "CellTimeout", "evalue": f"the cell ran longer than {timeout} s",
+                              "traceback": []},
+            resources={"metadata": {"path": str(cwd)}})
+        try:
+            # the kernel's own environment: this process's stays as it is (grading may run in a thread)
+            client.execute(env={**os.environ, **env})
+        except DeadKernelError:
+            pass        # what ran until then is in the log; the rest scores "did not run"
         records = {}
         for line in log.read_text(encoding="utf-8").splitlines():
             try:
