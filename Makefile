@@ -16,7 +16,7 @@ JUPYTER_PORT ?= 8888
 # image is not installed: `cloudlab image build` downloads the .deb and unpacks it.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
-	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk \
+	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd \
 	chromium chromium-driver fonts-noto-cjk
 # (chromium, chromium-driver: the browser test runs lab 00 in JupyterLab in headless Chromium;
 #  fonts-noto-cjk gives its screenshot the labs' Korean glyphs)

@@ -19,14 +19,6 @@ from ...errors import MissingPrerequisite
 _REPO_DIAGRAMS = Path(__file__).resolve().parents[3] / "diagrams"
 
 
-def __getattr__(name):
-    # topic modules load on first use (``cl.diagrams.host.lab_host(lab)``), so importing
-    # cloudlab never needs graphviz
-    if not name.startswith("_") and (Path(__file__).parent / f"{name}.py").is_file():
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(name)
-
-
 def fixed_node(graph, node_id, label, **attrs):
     """Add a node of fixed size, so that its label's length never moves the layout.
 
@@ -116,3 +108,16 @@ class Diagram:
 
     def __repr__(self):
         return f"<Diagram {self.name}: {len(self.lines)} lines>"
+
+
+def __getattr__(name):
+    # topic modules load on first use (``cl.diagrams.object_store.account(store)``), so that
+    # importing cloudlab costs nothing and a topic's dependencies load only when it is drawn
+    if name.startswith("_"):
+        raise AttributeError(name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"cloudlab.diagrams has no topic {name!r}") from None
