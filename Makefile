@@ -18,20 +18,42 @@ JUPYTER_PORT ?= 8888
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
 	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd \
-	nfs-ganesha nfs-ganesha-vfs xfsprogs podman runc conmon containernetworking-plugins iptables
+	nfs-ganesha nfs-ganesha-vfs xfsprogs podman runc conmon containernetworking-plugins iptables \
+	chromium chromium-driver fonts-noto-cjk
+# (chromium, chromium-driver: the browser test runs lab 00 in JupyterLab in headless Chromium;
+#  fonts-noto-cjk gives its screenshot the labs' Korean glyphs)
+
+# Python packages: requirements.txt names them, requirements.lock pins every one (and what they
+# pull in).  `make lock` refreshes the lock with uv, resolving as PyPI stood on LOCK_DATE, so the
+# same requirements give the same lock whenever and wherever it runs; raise LOCK_DATE to take newer
+# releases.  Installs (make lab, make test) read only the lock.
+UV_VERSION := 0.13.8
+LOCK_DATE ?= 2026-12-01
+LOCK_PYTHON := 3.10
+LOCKS := requirements.lock requirements-nbgrader.lock
+
+# JupyterLab as `make lab` starts it (tests/test_browser.py starts it through `make lab` too).
+# news_url=None and NeverCheckForUpdate: no pop-up asking to fetch Jupyter's news, and no request
+# to a website for news or updates; a read-only extension manager never queries PyPI from the
+# page (the lab talks to nothing outside this machine).
+JUPYTER_FLAGS = --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
+	--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/labs/00_start_here.ipynb \
+	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
+	--LabApp.extension_manager=readonly
 
 # Tests and notebooks run the lab host inside a network namespace of their own, so that
 # no packet of the lab leaves this machine.  `make lab` uses the host's network unless
 # CLOUDLAB_NETNS is set (set it on a shared machine: see README).
 TEST_NETNS ?= cloudlab-test
 
-.PHONY: lab test setup system venv image identity host-up host-down clean bench help
+.PHONY: lab test setup system venv image identity host-up host-down clean bench help lock lock-check
 
 help:
 	@echo "make lab    set up and start JupyterLab at labs/00_start_here.ipynb"
 	@echo "make test   set up, then run every test and every notebook"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make clean  remove every resource the lab created and stop its host"
+	@echo "make lock   re-pin every Python dependency (requirements*.lock) after editing requirements*.txt"
 
 system:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
@@ -44,16 +66,44 @@ system:
 	@# the guest kernel is fetched with apt-get download: apt must know the package
 	@apt-cache show linux-image-amd64 >/dev/null 2>&1 || $(SUDO) apt-get update -qq
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Each lock starts with the sha256 of the requirements file it was made from; an install refuses
+# a lock that is older than its requirements, rather than installing something unpinned.
+lock-check:
+	@for lock in $(LOCKS); do req=$${lock%.lock}.txt; \
+		want="# $$req sha256: $$(sha256sum $$req | cut -d' ' -f1)"; \
+		if [ "$$(head -1 $$lock 2>/dev/null)" != "$$want" ]; then \
+			echo "$$lock is older than $$req: run \`make lock\` and commit both" >&2; exit 1; fi; done
+
+lock:
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install -q uv==$(UV_VERSION)
+	@for lock in $(LOCKS); do req=$${lock%.lock}.txt; \
+		echo "== $$lock from $$req (PyPI as of $(LOCK_DATE))"; \
+		rm -f $$lock.tmp; \
+		$(VENV)/bin/uv pip compile $$req --quiet --universal --python-version $(LOCK_PYTHON) \
+			--exclude-newer $(LOCK_DATE) --custom-compile-command "make lock" --no-config -o $$lock.tmp \
+			|| { rm -f $$lock.tmp; exit 1; }; \
+		{ echo "# $$req sha256: $$(sha256sum $$req | cut -d' ' -f1)"; cat $$lock.tmp; } > $$lock; \
+		rm -f $$lock.tmp; done
+
+$(VENV)/.installed: requirements.txt requirements.lock pyproject.toml
+	@$(MAKE) -s lock-check
 	@echo "== python environment ($(VENV))"
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
-	@$(VPY) -m pip install -q --upgrade pip
-	@$(VPY) -m pip install -q -r requirements.txt
+	@$(VPY) -m pip install -q "$$(grep -m1 '^pip==' requirements.lock)"
+	@$(VPY) -m pip install -q -r requirements.lock
 	@# editable: notebooks (run from labs/) import the package from this checkout
 	@$(VPY) -m pip install -q --no-deps -e .
 	@touch $@
 
-venv: system $(VENV)/.installed
+# JupyterLab's settings for every user of this venv: never ask to fetch Jupyter's news (the pop-up
+# that greets a new user) and never check a website for updates
+JUPYTER_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(JUPYTER_OVERRIDES): labs/jupyterlab-overrides.json $(VENV)/.installed
+	@mkdir -p $(dir $@)
+	@cp $< $@
+
+venv: system $(VENV)/.installed $(JUPYTER_OVERRIDES)
 
 image: venv
 	@$(VPY) -m cloudlab image build
@@ -76,14 +126,13 @@ lab: setup
 	@echo "== JupyterLab on http://127.0.0.1:$(JUPYTER_PORT)/ (the URL with its token follows)"
 	@# the terminal's `OS_CLOUD=cloudlab openstack ...` reads the clouds.yaml the newest lab writes
 	@export OS_CLIENT_CONFIG_FILE=$$($(VPY) -c 'from cloudlab import config; print(config.home() / "clouds.yaml")'); \
-	$(VENV)/bin/jupyter lab --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
-		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/labs/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab $(JUPYTER_FLAGS)
 
 # The host comes up once for the whole run and always goes down, pass or fail.
 test: setup
 	@export CLOUDLAB_NETNS=$(TEST_NETNS); \
 	$(VPY) -m cloudlab host up || exit $$?; \
-	$(VPY) -m pytest tests labs; rc=$$?; \
+	$(VPY) -m pytest --durations=20 tests labs; rc=$$?; \
 	$(VPY) -m cloudlab host down; \
 	$(VPY) -m cloudlab host leftovers || rc=1; \
 	exit $$rc

@@ -6,19 +6,19 @@ Start here::
     lab = cl.Lab(cl.AllInOne())
 """
 
-from .teaching import diagrams
+from .teaching import diagrams, widgets
 from .teaching.check import Checklist, check
 from .teaching.exercise import check_exercise
 from .doctor import run as doctor
 from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
-                     NotFound, QuotaExceeded, ResourceTimeout)
+                     NotFound, NoValidHost, QuotaExceeded, ResourceTimeout)
 from .lab import Lab
 from .topology import AllInOne, ThreeNode, Topology, TwoNode
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Lab", "doctor", "diagrams", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
+    "Lab", "doctor", "diagrams", "widgets", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
-    "MissingPrerequisite", "QuotaExceeded",
+    "MissingPrerequisite", "QuotaExceeded", "NoValidHost",
 ]

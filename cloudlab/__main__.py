@@ -22,6 +22,7 @@ COMMANDS = {
     "openstack": ("cloudlab.api", "serve the OpenStack APIs of a lab and print its clouds.yaml"),
     "clean": ("cloudlab.host", "remove every resource the lab created"),
     "grade": ("cloudlab.teaching.grade", "grade learners' notebooks against the live lab"),
+    "nbgrader-source": ("cloudlab.teaching.nbgrader", "write the labs as nbgrader source notebooks"),
 }
 
 

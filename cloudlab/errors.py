@@ -42,4 +42,18 @@ class MissingPrerequisite(CloudlabError):
 
 
 class QuotaExceeded(CloudlabError):
-    """The request asks for more than the lab host can give (memory, disk, cores)."""
+    """The request goes past a limit set for the project (lab): instances, cores, memory, bytes."""
+
+
+class NoValidHost(QuotaExceeded):
+    """The scheduler found no host with room for the request (Nova's "No valid host was found").
+
+    Not a quota: a quota is a limit per project, this is what the hosts have free.  It
+    derives from QuotaExceeded only so that code written before it existed, which caught
+    QuotaExceeded for a flavor too big for the host, keeps working.  ``server`` is the
+    server the failure left in ERROR, when there is one (as Nova leaves it).
+    """
+
+    def __init__(self, message, fix=None, server=None):
+        super().__init__(message, fix)
+        self.server = server

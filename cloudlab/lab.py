@@ -69,6 +69,12 @@ class Lab:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def services(self):
+        """Names of the services that run now, in the order they started (e.g. ``["host", "compute"]``)."""
+        with self._lock:
+            return list(self._services)
+
     def service(self, attribute):
         """The service object for ``attribute`` (see ``SERVICES``), started on first use."""
         with self._lock:

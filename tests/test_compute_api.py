@@ -19,7 +19,7 @@ import pytest
 import cloudlab as cl
 from cloudlab import compute as compute_mod
 from cloudlab.image import qemu_img_info
-from cloudlab.compute.server import ACTIVE, BUILD, DELETED, REBOOT, SHUTOFF
+from cloudlab.compute.server import ACTIVE, BUILD, DELETED, ERROR, REBOOT, SHUTOFF, VERIFY_RESIZE
 
 _labs = itertools.count(1)
 
@@ -99,7 +99,8 @@ def test_create_flavor_and_errors(compute):
 
 def test_create_makes_prefixed_domain_and_cow_overlay(compute, lab):
     server = compute.create_server("web1", wait=False)
-    assert server.status == BUILD
+    # BUILD although the domain runs: Nova would say ACTIVE here, cloudlab waits for the guest
+    assert (server.status, server.power_state) == (BUILD, "RUNNING")
     assert server.domain_name == lab.prefix + "web1"
     assert lab.prefix + "web1" in domain_names(compute)
     for path in (server.disk, server.console_path):
@@ -229,14 +230,46 @@ def test_bad_names(compute, name):
         compute.create_server(name, wait=False)
 
 
-def test_too_much_memory_fails_before_libvirt(compute, lab):
+def test_a_flavor_no_host_fits_is_no_valid_host_and_an_error_server(compute, lab):
     compute.create_flavor("m1.huge", 1, 1 << 20, 1)
-    before = domain_names(compute)
-    with pytest.raises(cl.QuotaExceeded) as err:
+    with pytest.raises(cl.NoValidHost) as err:
         compute.create_server("big", flavor="m1.huge", wait=False)
+    assert str(err.value).startswith("No valid host was found")
     assert "MiB" in str(err.value) and "m1.tiny" in err.value.fix
-    assert domain_names(compute) == before
-    assert list(compute.server_dir.iterdir()) == []
+    assert isinstance(err.value, cl.QuotaExceeded)        # code that caught QuotaExceeded still does
+    # as in Nova: the server exists, in ERROR, with the scheduler's fault; no disk, never started
+    server = err.value.server
+    assert (server.status, server.power_state) == (ERROR, "SHUTDOWN")
+    assert server.fault.startswith("No valid host was found")
+    assert not server.disk.exists()
+    assert [s.name for s in compute.list_servers()] == ["big"]
+    other = compute_mod.Compute(compute.lab, host=compute.host)      # read back from the domain
+    assert other.get_server("big").status == ERROR
+    with pytest.raises(cl.Conflict, match="ERROR"):
+        server.start()
+    server.delete()
+    assert compute.list_servers() == [] and list(compute.server_dir.iterdir()) == []
+
+
+def test_quota_is_a_per_lab_limit_checked_before_anything_is_made(compute):
+    assert compute.set_quota(instances=1) == {"instances": 1, "cores": None, "ram_mib": None}
+    web1 = compute.create_server("web1", wait=False)
+    with pytest.raises(cl.QuotaExceeded) as err:
+        compute.create_server("web2", wait=False)
+    assert not isinstance(err.value, cl.NoValidHost)
+    assert "Quota exceeded for instances: requested 1, but already used 1 of 1" in str(err.value)
+    assert "set_quota(instances=" in err.value.fix
+    assert [s.name for s in compute.list_servers()] == ["web1"]       # nothing made for web2
+    assert compute.quota_usage() == {"instances": 1, "cores": 1, "ram_mib": 128}
+    compute.set_quota(instances=None, ram_mib=200)
+    ready(web1)
+    with pytest.raises(cl.QuotaExceeded, match="ram_mib"):
+        web1.resize("m1.small")       # +128 MiB: 256 > 200
+    assert web1.flavor.name == "m1.tiny" and web1.status == ACTIVE
+    with pytest.raises(cl.InvalidInput, match="no quota called"):
+        compute.set_quota(servers=3)
+    with pytest.raises(cl.InvalidInput, match="whole number"):
+        compute.set_quota(cores=-1)
 
 
 def test_flavor_too_small_for_image(compute):
@@ -328,24 +361,71 @@ def test_stop_start_and_a_fresh_log(compute):
     assert server.status == ACTIVE
 
 
-def test_resize(compute):
+def test_resize_ends_in_verify_resize_then_confirm(compute):
     server = compute.create_server("web1", wait=False)
     ready(server)
     with pytest.raises(cl.InvalidInput):
         server.resize("m1.tiny")
+    with pytest.raises(cl.Conflict, match="not VERIFY_RESIZE"):
+        server.confirm_resize()
     server.resize("m1.medium", wait=False)
+    assert server.status == "RESIZE"          # booting with the new flavor
     assert server.flavor.name == "m1.medium"
     xml = server.domain_xml()
     assert ">2</vcpu>" in xml and "<memory unit='KiB'>524288</memory>" in xml
     assert qemu_img_info(server.disk)["virtual-size"] == 4 * 2**30
+    assert qemu_img_info(server.pre_resize_disk)["virtual-size"] == 1 * 2**30     # the old disk, kept
     ready(server)
-    assert server.status == ACTIVE
+    assert server.status == VERIFY_RESIZE
+    # another service reads the new flavor and the pending resize from the domain's metadata
+    other = compute_mod.Compute(compute.lab, host=compute.host)
+    assert (other.get_server("web1").flavor.name, other.get_server("web1").status) == ("m1.medium", VERIFY_RESIZE)
+    for action in (server.stop, server.reboot, lambda: server.resize("m1.small")):
+        with pytest.raises(cl.Conflict, match="confirm_resize"):
+            action()
+    server.confirm_resize()
+    assert server.status == ACTIVE and not server.pre_resize_disk.exists()
+    assert compute_mod.Compute(compute.lab, host=compute.host).get_server("web1").status == ACTIVE
     with pytest.raises(cl.InvalidInput) as err:
         server.resize("m1.small")       # 4 GiB -> 2 GiB: disks only grow
     assert "only grow" in str(err.value)
-    # another service reads the new flavor from the domain's metadata
-    other = compute_mod.Compute(compute.lab, host=compute.host)
-    assert other.get_server("web1").flavor.name == "m1.medium"
+
+
+def test_revert_resize_brings_back_the_old_flavor_and_disk(compute):
+    server = compute.create_server("web1", wait=False)
+    ready(server)
+    server.stop()
+    old_disk = server.disk.read_bytes()
+    server.resize("m1.small")
+    assert (server.status, server.power_state) == (VERIFY_RESIZE, "SHUTDOWN")    # resized while off
+    assert qemu_img_info(server.disk)["virtual-size"] == 2 * 2**30
+    with pytest.raises(cl.Conflict, match="VERIFY_RESIZE"):
+        server.start()
+    server.revert_resize()
+    assert (server.status, server.flavor.name) == (SHUTOFF, "m1.tiny")      # off before, off again
+    assert server.disk.read_bytes() == old_disk and not server.pre_resize_disk.exists()
+    assert "<memory unit='KiB'>131072</memory>" in server.domain_xml()
+    # a running server is running again after the revert, on its old flavor
+    server.start(wait=False)
+    ready(server)
+    server.resize("m1.small", wait=False)
+    ready(server)
+    assert server.status == VERIFY_RESIZE
+    server.revert_resize(wait=False)
+    assert server.status == "REVERT_RESIZE" and server.power_state == "RUNNING"
+    ready(server)
+    assert (server.status, server.flavor.name) == (ACTIVE, "m1.tiny")
+    with pytest.raises(cl.Conflict, match="not VERIFY_RESIZE"):
+        server.revert_resize()
+
+
+def test_deleting_a_server_in_verify_resize_removes_its_old_disk_too(compute, lab):
+    server = compute.create_server("web1", wait=False)
+    server.stop()
+    server.resize("m1.small")
+    assert server.pre_resize_disk.exists()
+    server.delete()
+    assert list(compute.server_dir.glob(lab.prefix + "*")) == []
 
 
 # -- concurrency and clean-up ------------------------------------------------------------

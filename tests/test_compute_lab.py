@@ -1,9 +1,11 @@
 """The compute service on the real lab host: libvirt and QEMU boot real guests.
 
-One server lives through the whole lifecycle, so the module costs three boots
-(create, start after stop, reboot) of emulated time: run a command inside and get
-its output and exit status, read the console, stop gracefully, resize while off,
-start and find the data written before, reboot, delete and find nothing left.
+One server lives through the whole lifecycle, so the module costs five boots
+(create, start after stop, reboot, a resize while running and its revert) of emulated
+time: run a command inside and get its output and exit status, read the console, stop
+gracefully, resize while off and confirm, start and find the data written before,
+reboot, resize while running and revert (what was written meanwhile is gone, the old
+size is back), delete and find nothing left.
 
 Runs only inside the lab's network namespace (``CLOUDLAB_NETNS``, set by
 ``make test``), with the lab host up (``python -m cloudlab host up``).
@@ -14,7 +16,7 @@ import pytest
 import cloudlab as cl
 from cloudlab import config
 from cloudlab.image import md5_file, qemu_img_info
-from cloudlab.compute.server import ACTIVE, DELETED, SHUTOFF
+from cloudlab.compute.server import ACTIVE, DELETED, SHUTOFF, VERIFY_RESIZE
 
 pytestmark = pytest.mark.lab
 # under emulation on a loaded 2-core machine a boot takes 3-8 s
@@ -65,10 +67,13 @@ def test_server_lifecycle(lab):
     with pytest.raises(cl.Conflict):
         server.run("true")
 
-    # resize while off: new vCPUs and memory, a bigger overlay; start is the second boot
+    # resize while off: new vCPUs and memory, a bigger overlay, VERIFY_RESIZE until confirmed;
+    # start is the second boot
     server.resize("m1.medium")
-    assert server.status == SHUTOFF
+    assert (server.status, server.power_state) == (VERIFY_RESIZE, "SHUTDOWN")
     assert qemu_img_info(server.disk)["virtual-size"] == 4 * 2**30
+    server.confirm_resize()
+    assert server.status == SHUTOFF and not server.pre_resize_disk.exists()
     server.start(timeout=BOOT_TIMEOUT)
     assert server.status == ACTIVE
     log = server.console_log()
@@ -88,6 +93,21 @@ def test_server_lifecycle(lab):
     assert not server.run("test -e /run/before-reboot").ok      # tmpfs: a new boot
     assert server.run("md5sum -c /root/data.md5").ok            # disk: kept
 
+    # resize while running: it boots with the new flavor and waits in VERIFY_RESIZE, where
+    # commands run; revert brings back the old flavor and the old disk, running again
+    compute.create_flavor("m1.wide", vcpus=2, ram_mib=640, disk_gib=4)
+    server.resize("m1.wide", timeout=BOOT_TIMEOUT)
+    assert (server.status, server.flavor.name) == (VERIFY_RESIZE, "m1.wide")
+    mem_kib = int(server.run("awk '/MemTotal/ {print $2}' /proc/meminfo").stdout)
+    assert 520 * 1024 < mem_kib <= 640 * 1024
+    assert server.run("echo new > /root/after-resize && sync").ok
+    server.revert_resize(timeout=BOOT_TIMEOUT)
+    assert (server.status, server.flavor.name) == (ACTIVE, "m1.medium")
+    mem_kib = int(server.run("awk '/MemTotal/ {print $2}' /proc/meminfo").stdout)
+    assert 400 * 1024 < mem_kib <= 512 * 1024
+    assert not server.run("test -e /root/after-resize").ok     # the old disk: written before the resize
+    assert server.run("md5sum -c /root/data.md5").ok
+
     # delete: no domain, no disk, no log, no socket
     files = [server.disk, server.console_path, server.agent_socket]
     domain_name = server.domain_name
@@ -102,7 +122,10 @@ def test_server_lifecycle(lab):
 def test_lab_errors_before_boot(lab):
     compute = lab.compute
     compute.create_flavor("m1.too-big", 1, lab.host.free_memory_mib() + 1024, 1)
-    with pytest.raises(cl.QuotaExceeded):
+    with pytest.raises(cl.NoValidHost) as err:
         compute.create_server("big", flavor="m1.too-big")
+    assert err.value.server.status == "ERROR" and [s.name for s in compute.list_servers()] == ["big"]
+    assert lab.host.virsh("domstate", lab.prefix + "big").strip() == "shut off"   # defined, never started
+    err.value.server.delete()
     assert compute.list_servers() == []
     assert not list(lab.home.glob(f"{lab.prefix}big*"))

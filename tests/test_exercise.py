@@ -139,7 +139,10 @@ def test_grader_runs_a_notebook_unsolved_and_solved(tmp_path):
     unsolved = grade.grade(nb, cwd=tmp_path, name="demo.ipynb", timeout=120)
     assert [(s.exercise, s.points, s.out_of) for s in unsolved] == [("97.1", 0, 2), ("97.2", 0, 3)]
     # a solution that raises costs only its own exercise
-    solved = grade.fill_solutions(nb, {"97.1": "answer = 6 * 7\n", "97.2": "lab['web1'] = 1\nraise RuntimeError('oops')\n"})
+    # (and each graded notebook's lab gets a prefix of its own)
+    solved = grade.fill_solutions(nb, {"97.1": "answer = 6 * 7\n", "97.2": "import os\n"
+                                       "assert os.environ['CLOUDLAB_PREFIX'].startswith('cloudlab-g')\n"
+                                       "lab['web1'] = 1\nraise RuntimeError('oops')\n"})
     scores = grade.grade(solved, cwd=tmp_path, name="demo.ipynb", timeout=120)
     assert [(s.exercise, s.points) for s in scores] == [("97.1", 2), ("97.2", 3)]
     solved = grade.fill_solutions(nb, {"97.1": "answer = 6 * 7\n"})
@@ -170,3 +173,69 @@ def test_grade_command_prints_a_table_and_csv(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "cloudlab", "grade", str(tmp_path / "nope.ipynb")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no notebook at" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+def test_one_bad_notebook_does_not_stop_the_others(tmp_path):
+    """A corrupt file, a cell that hangs and a kernel that dies each cost only their own notebook's points."""
+    good = tmp_path / "alice-97_demo.ipynb"
+    nbformat.write(grade.fill_solutions(demo_notebook(), {"97.1": "answer = 42\n"}), str(good))
+    hangs = demo_notebook()
+    hangs.cells[1].source = "import time\ntime.sleep(60)"           # 97.1's answer never finishes
+    hangs.cells[3].source = "lab['web1'] = 1"
+    nbformat.write(hangs, str(tmp_path / "bob-97_demo.ipynb"))
+    dies = grade.fill_solutions(demo_notebook(), {"97.1": "answer = 42\n",
+                                                  "97.2": "import os\nos._exit(1)\n"})
+    nbformat.write(dies, str(tmp_path / "carol-97_demo.ipynb"))
+    (tmp_path / "dave-97_demo.ipynb").write_text("{not json")
+    names = ["alice", "bob", "carol", "dave"]
+    out = subprocess.run([sys.executable, "-m", "cloudlab", "grade", "--timeout", "5",
+                          *[str(tmp_path / f"{n}-97_demo.ipynb") for n in names]],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr          # dave's notebook could not be graded
+    assert "dave-97_demo.ipynb is not a readable notebook" in out.stderr and "Traceback" not in out.stderr
+    rows = {(line.split()[0], line.split()[1]): line for line in out.stdout.splitlines() if line.strip()}
+    assert "2/2" in rows["alice-97_demo.ipynb", "97.1"] and "0/3" in rows["alice-97_demo.ipynb", "97.2"]
+    assert "0/2" in rows["bob-97_demo.ipynb", "97.1"]       # the hanging answer cell was interrupted...
+    assert "3/3" in rows["bob-97_demo.ipynb", "97.2"]       # ...and the cells after it still ran
+    assert "2/2" in rows["carol-97_demo.ipynb", "97.1"]
+    assert "kernel stopped" in rows["carol-97_demo.ipynb", "97.2"]
+    # the demo lab "97" registers its exercises only inside the notebook, so dave's row is one line
+    assert "not graded" in rows["dave-97_demo.ipynb", "(not"]
+    # the class view: per exercise, how many notebooks earned it
+    assert any(line.split()[:2] == ["97.1", "Say"] and "2 of 3 notebooks" in line for line in out.stdout.splitlines())
+
+
+def test_ungraded_notebook_of_a_known_lab_keeps_its_rows(registry):
+    scores = grade.ungraded_scores("submissions/eve-99_demo.ipynb", "not graded: broken")
+    assert [(s.exercise, s.points, s.out_of) for s in scores] == [("99.1", 0, 2), ("99.2", 0, 1)]
+    assert grade.format_csv(scores) == "notebook,exercise,points,out_of\neve-99_demo.ipynb,99.1,0,2\n" \
+                                       "eve-99_demo.ipynb,99.2,0,1\n"
+
+
+def test_nbgrader_source_holds_the_solutions_between_markers(tmp_path):
+    from cloudlab.teaching import nbgrader as nbg
+    labs, solutions = tmp_path / "labs", tmp_path / "solutions"
+    labs.mkdir()
+    solutions.mkdir()
+    nbformat.write(demo_notebook(), str(labs / "97_demo.ipynb"))
+    (solutions / "97_demo.py").write_text("# %% solution 97.1\nanswer = 42\n# %% solution 97.2\nlab['web1'] = 1\n")
+    out = subprocess.run([sys.executable, "-m", "cloudlab", "nbgrader-source", str(tmp_path / "course"),
+                          "--labs-dir", str(labs), "--solutions", str(solutions)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    source = nbformat.read(str(tmp_path / "course" / "source" / "97_demo" / "97_demo.ipynb"), as_version=4)
+    assert source.cells[1].source == "answer = None  # YOUR ANSWER HERE\n### BEGIN SOLUTION\nanswer = 42\n" \
+                                     "### END SOLUTION"
+    assert source.cells[3].source == "### BEGIN SOLUTION\nlab['web1'] = 1\n### END SOLUTION"  # "# YOUR CODE HERE" is the stub
+    check = source.cells[2].metadata.nbgrader
+    assert (check["grade"], check["locked"], check["points"], check["grade_id"]) == (True, True, 2, "97_1")
+    assert source.cells[1].metadata.nbgrader["grade_id"] == "97_1-answer"     # nbgrader allows no dots
+    assert [e for _, e, _ in grade.check_cells(source)] == ["97.1", "97.2"]   # our grader reads both
+    assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code")
+    assert "code_stub" in (tmp_path / "course" / "nbgrader_config.py").read_text()
+    (solutions / "97_demo.py").write_text("# %% solution 97.1\nanswer = 42\n")
+    incomplete = subprocess.run([sys.executable, "-m", "cloudlab", "nbgrader-source", str(tmp_path / "c2"),
+                                 "--labs-dir", str(labs), "--solutions", str(solutions)],
+                                capture_output=True, text=True, timeout=60)
+    assert incomplete.returncode == 2 and "no reference solution for exercise 97.2" in incomplete.stderr

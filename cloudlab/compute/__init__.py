@@ -2,7 +2,10 @@
 
 Creating a server does what Nova's libvirt driver does, in miniature:
 
-1. pick the flavor (size) and image, and check the host has the memory;
+1. pick the flavor (size) and image; check the project's quota (a limit per lab:
+   :class:`~cloudlab.errors.QuotaExceeded`, nothing is created), then let the
+   scheduler find a host with the memory (none: Nova's "No valid host was found",
+   :class:`~cloudlab.errors.NoValidHost`, and the server is left in ERROR, as in Nova);
 2. make the server's root disk a copy-on-write *overlay* on the image's disk:
    ``qemu-img create -f qcow2 -F qcow2 -b BASE OVERLAY`` writes a small qcow2 file
    whose unwritten blocks are read from BASE, so nothing is copied and creating
@@ -11,14 +14,20 @@ Creating a server does what Nova's libvirt driver does, in miniature:
    kernel and initramfs, the overlay as first disk, a NIC on the lab's network,
    the serial console written to a file, the agent's virtio-serial channel;
 4. ``defineXML`` (a persistent domain, so it can be stopped and started) and
-   ``create`` (boot it); the server is ACTIVE once its console shows
-   ``cloudlab-ready`` (see :mod:`cloudlab.compute.server`).
+   ``create`` (boot it).  Until the boot is done the server is BUILD (see it with
+   ``wait=False``); it is ACTIVE once its console shows ``cloudlab-ready`` (see
+   :mod:`cloudlab.compute.server` for how that differs from Nova's ACTIVE).
+
+Addresses are not the compute service's: as in OpenStack, where Neutron allocates a
+port's address and programs dnsmasq with it, the lab's network (libvirt's dnsmasq)
+hands out the addresses, and a server's ``addresses`` only reads them.
 
 Every domain and file carries the lab's prefix (``cloudlab-<lab>-``), so
 :func:`cleanup` can remove exactly the lab's own and nothing else.
 """
 
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,15 +38,18 @@ import libvirt
 from .. import config
 from . import domain as domain_xml
 from ..image.agent import check_socket_path
-from ..errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, QuotaExceeded,
-                      ResourceTimeout)
+from ..errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, NoValidHost,
+                      QuotaExceeded, ResourceTimeout)
 from .flavor import DEFAULT_FLAVORS, NAME_RE, Flavor
-from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, RESIZE, SHUTOFF, STATE_POLL_S,
-                     Server, convert_libvirt_error, libvirt_errors, metadata_of, run_tool)
+from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, PRE_RESIZE_SUFFIX, RESIZE, REVERT_RESIZE, SHUTOFF,
+                     STATE_POLL_S, VERIFY_RESIZE, Server, convert_libvirt_error, flavor_text, libvirt_errors,
+                     metadata_of, run_tool)
 
 DEFAULT_TIMEOUT_S = 60.0
 ACCELERATORS = ("kvm", "tcg")
 SERVER_SUFFIXES = (".qcow2", ".log", ".sock")
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
+QUOTA_KEYS = ("instances", "cores", "ram_mib")
 
 # libvirt prints every error on stderr by default; errors are converted and raised instead
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -113,8 +125,10 @@ class Compute:
         self._flavors = {f.name: f for f in DEFAULT_FLAVORS}
         self._servers = {}       # name -> Server, for servers this service has seen
         self._creating = {}      # name -> MiB reserved while the server is being created
+        self._creating_flavors = {}    # name -> Flavor, for the quota while it is being created
         self._lock = threading.RLock()
         self._hostname = None
+        self._quota = dict.fromkeys(QUOTA_KEYS)     # None: no limit (Nova's -1)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -235,18 +249,79 @@ class Compute:
 
     # -- servers --------------------------------------------------------------------------
 
-    def _check_memory(self, flavor):
-        """Raise QuotaExceeded when the host cannot give ``flavor.ram_mib`` more MiB."""
+    # -- quotas and the scheduler ------------------------------------------------------
+
+    def set_quota(self, **limits):
+        """Set the lab's (the project's) limits: ``instances``, ``cores``, ``ram_mib``; None lifts one.
+
+        Like Nova's quotas, they count every server of the lab, running or not, and are
+        checked before anything is created.  Returns the quotas now in force.
+
+        Raises:
+            InvalidInput: an unknown limit, or a value that is not a whole number >= 0.
+        """
+        for key, value in limits.items():
+            if key not in QUOTA_KEYS:
+                raise InvalidInput(f"there is no quota called {key!r}", fix=f"use {', '.join(QUOTA_KEYS)}")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InvalidInput(f"quota {key}={value!r} is not a whole number >= 0", fix="or None for no limit")
+        with self._lock:
+            self._quota.update(limits)
+            return dict(self._quota)
+
+    @property
+    def quotas(self):
+        """The lab's quotas now: ``{"instances": n or None, "cores": ..., "ram_mib": ...}`` (None: no limit)."""
+        with self._lock:
+            return dict(self._quota)
+
+    def quota_usage(self):
+        """What the lab's servers use against its quotas: ``{"instances": n, "cores": n, "ram_mib": n}``."""
+        servers = self.list_servers()
+        with self._lock:
+            creating = [f for n, f in self._creating_flavors.items() if n not in {s.name for s in servers}]
+        flavors = [s.flavor for s in servers] + creating
+        return {"instances": len(flavors), "cores": sum(f.vcpus for f in flavors),
+                "ram_mib": sum(f.ram_mib for f in flavors)}
+
+    def _check_quota(self, instances, cores, ram_mib):
+        """Raise QuotaExceeded when adding these to the lab's usage goes past a quota (Nova's 403)."""
+        with self._lock:
+            quota = dict(self._quota)
+        if all(v is None for v in quota.values()):
+            return
+        used = self.quota_usage()
+        for key, asked in (("instances", instances), ("cores", cores), ("ram_mib", ram_mib)):
+            limit = quota[key]
+            if limit is not None and asked > 0 and used[key] + asked > limit:
+                raise QuotaExceeded(
+                    f"Quota exceeded for {key}: requested {asked}, but already used {used[key]} of {limit} {key}",
+                    fix="delete a server you no longer need, or raise the quota: "
+                        f"compute.set_quota({key}=...)")
+
+    def _schedule(self, flavor, needed_mib=None, action="create"):
+        """The scheduler's RAM filter: raise NoValidHost when the host cannot give the memory.
+
+        Args:
+            flavor: the flavor asked for.
+            needed_mib: MiB the host must still give (default: the flavor's memory).
+            action: what is being placed, for the message.
+        """
+        needed = flavor.ram_mib if needed_mib is None else needed_mib
         with self._lock:
             reserved = sum(self._creating.values())
             free = self.host.free_memory_mib() - reserved
-        if flavor.ram_mib > free:
+        if needed > free:
             smaller = [f.name for f in self.list_flavors() if f.ram_mib <= free]
-            raise QuotaExceeded(
-                f"flavor {flavor.name} needs {flavor.ram_mib} MiB of memory but the host has "
-                f"{max(free, 0)} MiB free",
+            raise NoValidHost(
+                f"{NO_VALID_HOST} (to {action} with flavor {flavor.name}: it needs {needed} MiB of memory, "
+                f"and host {self.hostname} has {max(free, 0)} MiB free)",
                 fix=(f"choose a smaller flavor ({', '.join(smaller)}) or " if smaller else "") +
                     "delete servers you no longer need")
+
+    def _check_memory(self, flavor):
+        """Raise NoValidHost when the host cannot give ``flavor.ram_mib`` more MiB (starting a server)."""
+        self._schedule(flavor, action="start")
 
     def _resolve_network(self, network):
         if network is False:
@@ -309,7 +384,10 @@ class Compute:
             MissingPrerequisite: ``accel="kvm"`` on a host without working KVM (says why).
             NotFound: unknown image, flavor or network (the message lists the valid ones).
             Conflict: a server with that name exists.
-            QuotaExceeded: the host has not enough free memory for the flavor.
+            QuotaExceeded: the lab's quota has no room for another server of this flavor
+                (nothing is created).
+            NoValidHost: no host has the flavor's memory free; as in Nova, the server is
+                left in ERROR (``err.server``; its ``fault`` says why) until you delete it.
             ResourceTimeout: the guest did not become ready in time (the message shows
                 the last console lines; the server is left in ERROR for inspection).
         """
@@ -338,13 +416,20 @@ class Compute:
             if name in self._creating or self._known(name):
                 raise Conflict(f"a server named {name!r} already exists",
                                fix="choose another name, or delete the existing server first")
-            self._check_memory(flavor)
-            self._creating[name] = flavor.ram_mib
+            self._check_quota(1, flavor.vcpus, flavor.ram_mib)
+            try:
+                self._schedule(flavor)
+                fault = None
+            except NoValidHost as exc:
+                fault = exc
+            self._creating[name] = flavor.ram_mib if fault is None else 0
+            self._creating_flavors[name] = flavor
         dom = None
         try:
-            run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-F", image.format,
-                      "-b", image.disk, str(disk), f"{flavor.disk_gib}G"],
-                     f"creating the disk of server {name}")
+            if fault is None:
+                run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-F", image.format,
+                          "-b", image.disk, str(disk), f"{flavor.disk_gib}G"],
+                         f"creating the disk of server {name}")
             meta = {"lab": self.lab.name, "name": name, "flavor": flavor.name, "vcpus": flavor.vcpus,
                     "ram_mib": flavor.ram_mib, "disk_gib": flavor.disk_gib, "image": image.name,
                     "profile": profile.name, "accel": {"kvm": "kvm", "qemu": "tcg"}.get(domain_type, domain_type),
@@ -352,6 +437,8 @@ class Compute:
                     "disk": str(disk), "console": str(console), "socket": str(socket_path)}
             if properties:
                 meta["properties"] = json.dumps(properties, sort_keys=True)
+            if fault is not None:
+                meta["fault"] = NO_VALID_HOST
             cmdline = f"{image.cmdline} cloudlab.hostname={name} {kernel_args}".strip()
             # the lab's time server, when it serves guests: every node syncs from the controller
             guest_ntp = getattr(self.lab._services.get("ntp"), "guest_ntp", None) if self.lab else None
@@ -365,9 +452,10 @@ class Compute:
             with libvirt_errors(f"defining server {name}"):
                 dom = self.conn.defineXML(xml)
             server = Server(self, name, dom, meta)
-            server._begin_boot(BUILD, fresh_log=True)
-            with libvirt_errors(f"starting server {name}"):
-                dom.create()
+            if fault is None:
+                server._begin_boot(BUILD, fresh_log=True)
+                with libvirt_errors(f"starting server {name}"):
+                    dom.create()
         except BaseException:
             try:
                 self._remove(dom, domain_name)
@@ -377,8 +465,12 @@ class Compute:
         finally:
             with self._lock:
                 self._creating.pop(name, None)
+                self._creating_flavors.pop(name, None)
         with self._lock:
             self._servers[name] = server
+        if fault is not None:
+            # as in Nova: the server exists, in ERROR, with the scheduler's fault; no disk, no boot
+            raise NoValidHost(fault.message, fix=f"{fault.fix}; then server.delete() this one", server=server)
         if wait:
             try:
                 self.wait_for_server(server, timeout=timeout)
@@ -457,22 +549,26 @@ class Compute:
         deadline = time.monotonic() + timeout
         next_state = 0.0
         off_since = None
+        # ACTIVE needs a running guest; so does VERIFY_RESIZE when the resize booted it
+        booting = status == ACTIVE or (status == VERIFY_RESIZE and server._running())
         while True:
             now = time.monotonic()
-            if status == ACTIVE and server._marker_seen():
+            if booting and server._marker_seen():
                 current = server.status     # one RPC: is it still running?
-                if current == ACTIVE:
+                if current == status:
                     return server
             if now >= next_state:
                 current = server.status
                 next_state = now + STATE_POLL_S
-                if current == status:
+                running = server._running() if booting else False
+                if current == status and (not booting or running):
                     return server
                 if current in (ERROR, DELETED):
                     raise CloudlabError(f"server {server.name} is {current} while waiting for {status}"
+                                        + (f" ({server.fault})" if server.fault else "") +
                                         f"; last console lines:\n{server._last_console()}",
                                         fix="server.console_log() shows the whole boot")
-                if status == ACTIVE and current == SHUTOFF:
+                if booting and not running:
                     off_since = off_since or now
                     if now - off_since > 2 * STATE_POLL_S:
                         raise CloudlabError(f"server {server.name} powered off while booting; last "
@@ -488,10 +584,15 @@ class Compute:
             time.sleep(POLL_S)
 
     def resize_server(self, server, flavor, wait=True, timeout=DEFAULT_TIMEOUT_S):
-        """Give ``server`` another flavor (see :meth:`Server.resize`)."""
+        """Give ``server`` another flavor; it ends in VERIFY_RESIZE (see :meth:`Server.resize`)."""
         server = self.get_server(server)
         new = self.get_flavor(flavor)
         old = server.flavor
+        if server._resize_from:
+            raise Conflict(f"server {server.name} is VERIFY_RESIZE: the last resize waits for your decision",
+                           fix="server.confirm_resize() or server.revert_resize() first")
+        if server.fault:
+            raise Conflict(f"server {server.name} is ERROR: {server.fault}", fix="delete it and create it again")
         if new == old:
             raise InvalidInput(f"server {server.name} already has flavor {new.name}", fix="choose another flavor")
         if new.disk_gib < old.disk_gib:
@@ -500,27 +601,94 @@ class Compute:
                                fix=f"choose a flavor with at least {old.disk_gib} GiB of disk")
         with server._lock:
             was_running = server._running()
-            if new.ram_mib > old.ram_mib:
-                self._check_memory(Flavor(new.name, new.vcpus, new.ram_mib - old.ram_mib if was_running
-                                          else new.ram_mib, new.disk_gib))
-            server.stop()
+            self._check_quota(0, new.vcpus - old.vcpus, new.ram_mib - old.ram_mib)
+            needed = new.ram_mib - old.ram_mib if was_running else new.ram_mib
+            if needed > 0:
+                self._schedule(new, needed_mib=needed, action=f"resize server {server.name}")
+            server._power_off()
             server._task = RESIZE
+            backup = server.pre_resize_disk
             try:
-                with libvirt_errors(f"redefining server {server.name}"):
-                    xml = server._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-                    changed = domain_xml.resized_xml(xml, new.vcpus, new.ram_mib, metadata={
-                        "flavor": new.name, "vcpus": new.vcpus, "ram_mib": new.ram_mib, "disk_gib": new.disk_gib})
-                    server._dom = self.conn.defineXML(changed)
+                # the old disk stays as it is until the resize is confirmed or reverted
+                run_tool(["cp", "--sparse=always", str(server.disk), str(backup)],
+                         f"keeping the old disk of server {server.name}")
                 if new.disk_gib > old.disk_gib:
                     server._grow_disk(new.disk_gib)
+                self._redefine(server, new, resize_from=flavor_text(old),
+                               resize_power="on" if was_running else "off")
                 server.flavor = new
-            finally:
+                server._resize_from, server._resize_was_on = old, was_running
+            except BaseException:
+                if backup.exists():
+                    os.replace(backup, server.disk)     # nothing half-done: the old disk is the disk
                 server._task = None
+                raise
+            server._task = None
             if was_running:
                 server._begin_boot(RESIZE, fresh_log=True)
                 with libvirt_errors(f"starting server {server.name}"):
                     server._dom.create()
         if was_running and wait:
+            self.wait_for_server(server, status=VERIFY_RESIZE, timeout=timeout)
+        return server
+
+    def _redefine(self, server, flavor, **metadata):
+        """Redefine ``server``'s domain with ``flavor``'s vCPUs and memory, and these metadata changes."""
+        with libvirt_errors(f"redefining server {server.name}"):
+            xml = server._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            changed = domain_xml.resized_xml(xml, flavor.vcpus, flavor.ram_mib, metadata={
+                "flavor": flavor.name, "vcpus": flavor.vcpus, "ram_mib": flavor.ram_mib,
+                "disk_gib": flavor.disk_gib, **metadata})
+            server._dom = self.conn.defineXML(changed)
+
+    def _pending_resize(self, server, action):
+        server = self.get_server(server)
+        if not server._resize_from:
+            raise Conflict(f"server {server.name} is {server.status}, not VERIFY_RESIZE: no resize to {action}",
+                           fix="server.resize(flavor) first")
+        return server
+
+    def confirm_resize(self, server):
+        """Keep a resized server's new flavor and drop its old disk (Nova's ``resize confirm``).
+
+        Raises:
+            Conflict: the server is not VERIFY_RESIZE.
+        """
+        server = self._pending_resize(server, "confirm")
+        with server._lock:
+            self._redefine(server, server.flavor, resize_from=None, resize_power=None)
+            server.pre_resize_disk.unlink(missing_ok=True)
+            server._resize_from = None
+        return server
+
+    def revert_resize(self, server, wait=True, timeout=DEFAULT_TIMEOUT_S):
+        """Put a resized server back on its old flavor and old disk (Nova's ``resize revert``).
+
+        Raises:
+            Conflict: the server is not VERIFY_RESIZE.
+            ResourceTimeout: it was running before the resize and did not boot again in time.
+        """
+        server = self._pending_resize(server, "revert")
+        with server._lock:
+            old, power_on = server._resize_from, server._resize_was_on
+            server._task = REVERT_RESIZE
+            try:
+                if server._running():
+                    with libvirt_errors(f"powering off server {server.name}"):
+                        server._dom.destroy()       # its disk is about to be thrown away
+                if server._agent is not None:
+                    server._agent.close()
+                os.replace(server.pre_resize_disk, server.disk)
+                self._redefine(server, old, resize_from=None, resize_power=None)
+                server.flavor = old
+                server._resize_from = None
+            finally:
+                server._task = None
+            if power_on:
+                server._begin_boot(REVERT_RESIZE, fresh_log=True)
+                with libvirt_errors(f"starting server {server.name}"):
+                    server._dom.create()
+        if power_on and wait:
             self.wait_for_server(server, timeout=timeout)
         return server
 
@@ -544,7 +712,7 @@ class Compute:
         """Destroy and undefine ``dom`` (when given) and remove the files of ``domain_name``."""
         if dom is not None:
             _destroy_and_undefine(dom)
-        for suffix in SERVER_SUFFIXES:
+        for suffix in SERVER_SUFFIXES + (PRE_RESIZE_SUFFIX,):
             (self.server_dir / f"{domain_name}{suffix}").unlink(missing_ok=True)
 
 
@@ -603,7 +771,9 @@ def cleanup(conn, prefix, home):
             removed.append(name)
     whole_lab = len(prefix) > len(config.prefix())
     for path in sorted(Path(home).glob(f"*/{prefix}*")):
-        if path.suffix not in SERVER_SUFFIXES or not (whole_lab or path.stem in removed):
+        # a pending resize's old disk is DOMAIN.pre-resize.qcow2: its stem starts with the domain's name
+        domain = path.name[: -len(PRE_RESIZE_SUFFIX)] if path.name.endswith(PRE_RESIZE_SUFFIX) else path.stem
+        if path.suffix not in SERVER_SUFFIXES or not (whole_lab or domain in removed):
             continue
         if path.is_file() or path.is_socket():
             path.unlink(missing_ok=True)

@@ -440,7 +440,10 @@ def read_metadata(xml):
 
 
 def resized_xml(xml, vcpus, ram_mib, metadata=None):
-    """A domain's XML with new vCPU and memory sizes (and updated metadata), for redefining it."""
+    """A domain's XML with new vCPU and memory sizes (and updated metadata), for redefining it.
+
+    A metadata value of None removes that key.
+    """
     root = ET.fromstring(xml)
     for tag in ("memory", "currentMemory"):
         el = root.find(tag)
@@ -453,5 +456,9 @@ def resized_xml(xml, vcpus, ram_mib, metadata=None):
     if metadata:
         meta = root.find(f"metadata/{{{METADATA_NS}}}server")
         if meta is not None:
-            meta.attrib.update({k: str(v) for k, v in metadata.items()})
+            for key, value in metadata.items():
+                if value is None:
+                    meta.attrib.pop(key, None)
+                else:
+                    meta.set(key, str(value))
     return ET.tostring(root, encoding="unicode")

@@ -7,7 +7,18 @@ prints ``cloudlab-ready`` once its agent listens.  Each boot (create, start,
 reboot, resize) records where in the log it began, so the marker of an earlier
 boot never makes a rebooting server look ACTIVE.
 
-Status names are Nova's: BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED.
+Status names are Nova's: BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, VERIFY_RESIZE,
+REVERT_RESIZE, PAUSED, ERROR, DELETED.  One difference from Nova, on purpose: Nova
+calls a server ACTIVE as soon as the hypervisor runs its domain (``power_state``
+RUNNING), while the guest may still be booting; cloudlab's ACTIVE also waits for the
+guest's ``cloudlab-ready`` line, so that a command sent right after it works.
+``power_state`` shows what Nova's ACTIVE alone means.
+
+A resize, as in Nova, ends in VERIFY_RESIZE: the server runs (or stays off) with the
+new flavor while the old disk is kept beside it (``<domain>.pre-resize.qcow2``), until
+``confirm_resize()`` drops the old disk or ``revert_resize()`` brings back the old disk
+and flavor.  The pending resize is written in the domain's metadata, so another
+compute service object of the same lab sees it too.
 """
 
 import contextlib
@@ -27,6 +38,9 @@ from .flavor import Flavor
 
 BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = (
     "BUILD", "ACTIVE", "SHUTOFF", "REBOOT", "RESIZE", "PAUSED", "ERROR", "DELETED")
+VERIFY_RESIZE, REVERT_RESIZE = "VERIFY_RESIZE", "REVERT_RESIZE"
+# the old disk a pending resize keeps, beside the server's own (".qcow2" so clean-up finds it)
+PRE_RESIZE_SUFFIX = ".pre-resize.qcow2"
 READY_MARKER = b"cloudlab-ready"
 # the marker as a whole console line (the tty writes \r\n); the leading \n is
 # supplied for the first line of a log by starting each scan with one
@@ -104,8 +118,11 @@ class Server:
         self.agent_socket = Path(meta["socket"])
         self._lock = threading.RLock()
         self._agent = None
-        self._task = None          # BUILD, REBOOT or RESIZE while a boot is under way
+        self._task = None          # BUILD, REBOOT, RESIZE or REVERT_RESIZE while a boot is under way
         self._failed = None        # why the server is in ERROR
+        self.fault = meta.get("fault") or None     # Nova's fault: why it never got a host
+        self._resize_from = _flavor_from(meta.get("resize_from"))    # old flavor of a pending resize
+        self._resize_was_on = meta.get("resize_power") == "on"
         self._deleted = False
         self._boot_offset = 0      # console log offset where the current boot began
         self._scan_pos = 0
@@ -179,22 +196,38 @@ class Server:
 
     @property
     def status(self):
-        """Nova's status name: BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR or DELETED."""
+        """Nova's status name: BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, VERIFY_RESIZE, REVERT_RESIZE,
+        PAUSED, ERROR or DELETED."""
         if self._deleted:
             return DELETED
         state = self._state()
         if state is None:
             return DELETED
-        if self._failed or state == libvirt.VIR_DOMAIN_CRASHED:
+        if self.fault or self._failed or state == libvirt.VIR_DOMAIN_CRASHED:
             return ERROR
         if state in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_NOSTATE):
-            return RESIZE if self._task == RESIZE else SHUTOFF
+            if self._task in (RESIZE, REVERT_RESIZE):
+                return self._task
+            return VERIFY_RESIZE if self._resize_from else SHUTOFF
         if state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
             return PAUSED
         # running, blocked, or shutting down: the console log says whether this boot is done
         if self._marker_seen():
-            return ACTIVE
+            return VERIFY_RESIZE if self._resize_from else ACTIVE
         return self._task or BUILD
+
+    @property
+    def power_state(self):
+        """What the hypervisor says, in Nova's ``power_state`` names: RUNNING, SHUTDOWN, PAUSED, CRASHED,
+        SUSPENDED or NOSTATE.
+
+        Nova's ACTIVE means only RUNNING here; cloudlab's ACTIVE waits for the guest too.
+        """
+        state = None if self._deleted else self._state()
+        return {libvirt.VIR_DOMAIN_RUNNING: "RUNNING", libvirt.VIR_DOMAIN_BLOCKED: "RUNNING",
+                libvirt.VIR_DOMAIN_SHUTDOWN: "RUNNING", libvirt.VIR_DOMAIN_PAUSED: "PAUSED",
+                libvirt.VIR_DOMAIN_SHUTOFF: "SHUTDOWN", libvirt.VIR_DOMAIN_CRASHED: "CRASHED",
+                libvirt.VIR_DOMAIN_PMSUSPENDED: "SUSPENDED"}.get(state, "NOSTATE")
 
     @property
     def host(self):
@@ -258,6 +291,26 @@ class Server:
                        f"reading the disk of server {self.name}")
         return json.loads(out)
 
+    def backing_chain(self):
+        """The server's disk and every file it reads through, overlay first (``qemu-img info --backing-chain``).
+
+        A list of dicts with qemu-img's keys (``filename``, ``format``, ``virtual-size``,
+        ``actual-size``, ``backing-filename``); the last one is the image's base disk.
+        """
+        out = run_tool(["qemu-img", "info", "--backing-chain", "--output=json", "-U", str(self.disk)],
+                       f"reading the backing chain of server {self.name}")
+        return json.loads(out)
+
+    @property
+    def resize_pending(self):
+        """True while a resize waits for ``confirm_resize()`` or ``revert_resize()`` (VERIFY_RESIZE)."""
+        return self._resize_from is not None
+
+    @property
+    def pre_resize_disk(self):
+        """Where a pending resize keeps the old disk (it exists only in VERIFY_RESIZE)."""
+        return self.disk.with_name(self.domain_name + PRE_RESIZE_SUFFIX)
+
     def wait(self, status=ACTIVE, timeout=60.0):
         """Wait until the server has ``status`` (see :meth:`Compute.wait_for_server`)."""
         return self._compute.wait_for_server(self, status=status, timeout=timeout)
@@ -298,11 +351,11 @@ class Server:
             timeout: seconds before the guest kills the command.
             input: text or bytes for the command's standard input.
         Raises:
-            Conflict: the server is not ACTIVE.
+            Conflict: the server is not ACTIVE (or VERIFY_RESIZE: booted with its new flavor).
             ResourceTimeout: the command did not finish in time.
         """
         status = self.status
-        if status != ACTIVE:
+        if status not in (ACTIVE, VERIFY_RESIZE) or not self._running():
             raise Conflict(f"server {self.name} is {status}; commands run only in an ACTIVE server",
                            fix="server.start() or compute.wait_for_server(server)")
         return self.agent.run(command, timeout=timeout, input=input)
@@ -344,7 +397,20 @@ class Server:
 
         A guest that has not finished booting cannot handle the power button yet, so
         it is powered off at once.  Stopping a SHUTOFF server does nothing.
+
+        Raises:
+            Conflict: a resize waits to be confirmed or reverted (as in Nova).
         """
+        self._check_no_pending_resize("stop")
+        return self._power_off(timeout)
+
+    def _check_no_pending_resize(self, action):
+        if self._resize_from:
+            raise Conflict(f"cannot {action} server {self.name} while it is VERIFY_RESIZE",
+                           fix="server.confirm_resize() keeps the new flavor, server.revert_resize() the old one")
+
+    def _power_off(self, timeout=STOP_TIMEOUT_S):
+        """Shut down (see :meth:`stop`) whatever the server's status."""
         with self._lock:
             if not self._running():
                 self._task = self._failed = None
@@ -375,11 +441,16 @@ class Server:
         """Power the server on; with ``wait``, return once it is ACTIVE.
 
         Raises:
-            Conflict: it is already running.
-            QuotaExceeded: the host has not enough free memory for its flavor.
+            Conflict: it is already running, in ERROR since it never got a host, or a resize
+                waits to be confirmed or reverted.
+            NoValidHost: the host has not enough free memory for its flavor.
             ResourceTimeout: it did not become ready in time (shows the console).
         """
         with self._lock:
+            if self.fault:
+                raise Conflict(f"server {self.name} is ERROR: {self.fault}",
+                               fix="delete it, then create it again with a flavor that fits")
+            self._check_no_pending_resize("start")
             if self._running():
                 raise Conflict(f"server {self.name} is already running ({self.status})",
                                fix="server.reboot() restarts it")
@@ -398,10 +469,11 @@ class Server:
         as in Nova.
 
         Raises:
-            Conflict: the server is not running.
+            Conflict: the server is not running, or a resize waits to be confirmed or reverted.
             ResourceTimeout: it did not become ready again in time.
         """
         with self._lock:
+            self._check_no_pending_resize("reboot")
             if not self._running():
                 raise Conflict(f"server {self.name} is {self.status}; only a running server reboots",
                                fix="server.start()")
@@ -421,16 +493,41 @@ class Server:
         return self
 
     def resize(self, flavor, wait=True, timeout=60.0):
-        """Give the server another flavor: stop it, set vCPUs and memory, grow its disk, start it.
+        """Give the server another flavor, as Nova does; it ends in VERIFY_RESIZE.
+
+        The server is shut down, its disk copied aside (the old one is kept until you
+        decide), its vCPUs and memory set, its disk grown, and, if it was running,
+        booted with the new flavor.  Then :meth:`confirm_resize` or :meth:`revert_resize`.
 
         Args:
             flavor: a flavor name or :class:`~cloudlab.compute.flavor.Flavor`.
+            wait: wait until the server has booted with the new flavor.
         Raises:
             NotFound: unknown flavor (the message lists the valid ones).
             InvalidInput: the new flavor's disk is smaller (disks only grow), or it is the same flavor.
-            QuotaExceeded: not enough free memory for the new flavor.
+            Conflict: a resize already waits to be confirmed or reverted.
+            QuotaExceeded: the lab's quota has no room for the new flavor's cores or memory.
+            NoValidHost: the host has not enough free memory for the new flavor.
         """
         return self._compute.resize_server(self, flavor, wait=wait, timeout=timeout)
+
+    def confirm_resize(self):
+        """Keep the new flavor: the old disk is deleted and the server is ACTIVE (or SHUTOFF) again.
+
+        Raises:
+            Conflict: the server is not VERIFY_RESIZE.
+        """
+        return self._compute.confirm_resize(self)
+
+    def revert_resize(self, wait=True, timeout=60.0):
+        """Go back to the old flavor and the old disk (what was written since the resize is lost).
+
+        The server is powered on again if it was running before the resize.
+
+        Raises:
+            Conflict: the server is not VERIFY_RESIZE.
+        """
+        return self._compute.revert_resize(self, wait=wait, timeout=timeout)
 
     def delete(self):
         """Delete the server: power off, undefine the domain, remove its disk, log and socket."""
@@ -485,6 +582,19 @@ def run_tool(args, what):
                                   fix="sudo apt-get install qemu-utils") from None
     except subprocess.CalledProcessError as exc:
         raise CloudlabError(f"{what}: {' '.join(args)} failed: {exc.stderr.strip()[-300:]}") from None
+
+
+def _flavor_from(text):
+    """The Flavor written as ``name,vcpus,ram_mib,disk_gib`` in a domain's metadata (None for none)."""
+    if not text:
+        return None
+    name, vcpus, ram_mib, disk_gib = text.split(",")
+    return Flavor(name, int(vcpus), int(ram_mib), int(disk_gib))
+
+
+def flavor_text(flavor):
+    """A Flavor as ``name,vcpus,ram_mib,disk_gib`` for a domain's metadata."""
+    return f"{flavor.name},{flavor.vcpus},{flavor.ram_mib},{flavor.disk_gib}"
 
 
 def metadata_of(dom):

@@ -584,18 +584,39 @@ class LabHost:
             if not net.isActive():
                 net.create()
         except libvirt.libvirtError:
-            subnet = choose_subnet(_used_subnets(conn))
-            try:
-                net = conn.networkCreateXML(network_xml(self.network, subnet))
-            except libvirt.libvirtError as exc:
-                raise CloudlabError(f"could not create the lab network {self.network}: "
-                                    f"{exc.get_error_message()}",
-                                    fix="run `python -m cloudlab doctor`") from None
+            # two labs starting at once can pick the same free subnet; libvirt refuses the second
+            # ("already in use"), which then takes the next one
+            tried = []
+            while True:
+                subnet = choose_subnet(_used_subnets(conn) + tried)
+                try:
+                    net = conn.networkCreateXML(network_xml(self.network, subnet))
+                    break
+                except libvirt.libvirtError as exc:
+                    tried.append(subnet)
+                    if "in use" not in (exc.get_error_message() or "") or len(tried) >= 8:
+                        raise CloudlabError(f"could not create the lab network {self.network}: "
+                                            f"{exc.get_error_message()}",
+                                            fix="run `python -m cloudlab doctor`") from None
         import xml.etree.ElementTree as ET
         ip = ET.fromstring(net.XMLDesc()).find("ip")
         self.subnet = ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False)
         self.gateway = ip.get("address")
         self.bridge = net.bridgeName()
+
+    def dhcp_range(self):
+        """The first and last address the lab network's DHCP server (libvirt's dnsmasq) hands out, read live."""
+        import xml.etree.ElementTree as ET
+        libvirt = libvirt_module()
+        try:
+            xml = self.connect().networkLookupByName(self.network).XMLDesc()
+        except libvirt.libvirtError as exc:
+            raise CloudlabError(f"could not read the lab network {self.network}: {exc.get_error_message()}",
+                                fix="lab.host.start(), or `python -m cloudlab host up`") from None
+        found = ET.fromstring(xml).find("ip/dhcp/range")
+        if found is None:
+            raise CloudlabError(f"the lab network {self.network} has no DHCP range")
+        return ipaddress.ip_address(found.get("start")), ipaddress.ip_address(found.get("end"))
 
     @property
     def uri(self):

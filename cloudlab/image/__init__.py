@@ -108,6 +108,10 @@ class Image:
         """The image as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
+    def verify(self):
+        """True when the base disk's MD5 is still the ``checksum`` recorded when the image was registered."""
+        return md5_file(self.disk) == self.checksum
+
     def __str__(self):
         return (f"{self.name}: {self.format}, {self.size / 2**20:.1f} MiB on disk, "
                 f"{self.virtual_size / 2**20:.0f} MiB virtual, md5 {self.checksum}")

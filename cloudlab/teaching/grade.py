@@ -8,6 +8,14 @@ scores its points when its check cell ran without error and
 scores 0 when the cell raised, never ran, or logged less.  The points an
 exercise is worth come from the check cell's metadata, as in nbgrader.
 
+One notebook never spoils another's grade: a cell that runs too long is
+interrupted (an error in that cell only), a kernel that dies ends only its own
+notebook, and a notebook that cannot be read scores 0 on its lab's exercises
+while the others are graded.  Each notebook's lab runs under a prefix of its own
+(``CLOUDLAB_PREFIX=cloudlab-gXXXX-``), and whatever it left behind is removed
+afterwards, so a learner who forgot to clean up cannot make the next learner's
+``create_server("web1")`` a Conflict.
+
 Reference solutions live beside the tests (``tests/solutions/NN_name.py``), one
 section per exercise, in the percent format editors know::
 
@@ -18,19 +26,20 @@ section per exercise, in the percent format editors know::
 ``06.1-answer``; the test suite grades every lab solved that way and expects full points.
 """
 
-import contextlib
 import csv
 import dataclasses
 import io
 import json
 import os
 import re
+import secrets
 import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import InvalidInput, MissingPrerequisite, NotFound
-from .exercise import GRADE_LOG_ENV, GRADING_ENV
+from .. import config
+from ..errors import CloudlabError, InvalidInput, MissingPrerequisite, NotFound
+from .exercise import GRADE_LOG_ENV, GRADING_ENV, ID_RE, exercises_of
 
 SOLUTION_HEADER = re.compile(r"^# %% solution (\d{2}\.\d+)\s*$")
 DEFAULT_TIMEOUT_S = 600
@@ -78,24 +87,30 @@ def _nbgrader(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
+def exercise_of_grade_id(grade_id):
+    """The exercise id a cell's ``grade_id`` names: ``06.1`` for ``06.1`` or ``06_1`` (nbgrader's spelling)."""
+    match = re.fullmatch(r"(\d{2})[._](\d+)", grade_id or "")
+    return f"{match.group(1)}.{match.group(2)}" if match else grade_id
+
+
 def check_cells(nb):
     """The check cells of ``nb``: a list of ``(index, exercise id, points)`` in notebook order."""
     found = []
     for index, cell in enumerate(nb.cells):
         meta = _nbgrader(cell)
         if cell.cell_type == "code" and meta.get("grade") and meta.get("grade_id"):
-            found.append((index, meta["grade_id"], int(meta.get("points", 0))))
+            found.append((index, exercise_of_grade_id(meta["grade_id"]), int(meta.get("points", 0))))
     return found
 
 
 def answer_cells(nb):
-    """The answer cells of ``nb``: exercise id -> cell index (grade_id ``NN.K-answer``)."""
+    """The answer cells of ``nb``: exercise id -> cell index (grade_id ``NN.K-answer`` or ``NN_K-answer``)."""
     found = {}
     for index, cell in enumerate(nb.cells):
         meta = _nbgrader(cell)
         grade_id = meta.get("grade_id", "")
         if cell.cell_type == "code" and meta.get("solution") and grade_id.endswith("-answer"):
-            found[grade_id[: -len("-answer")]] = index
+            found[exercise_of_grade_id(grade_id[: -len("-answer")])] = index
     return found
 
 
@@ -144,36 +159,42 @@ def fill_solutions(nb, solutions):
     return filled
 
 
-@contextlib.contextmanager
-def _environment(**values):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def execute(nb, cwd, timeout=DEFAULT_TIMEOUT_S):
+def execute(nb, cwd, timeout=DEFAULT_TIMEOUT_S, prefix=None):
     """Run ``nb`` in a fresh kernel with errors allowed; returns the grade log's records by exercise id.
 
-    The notebook's cells get their outputs in place.
+    The notebook's cells get their outputs in place.  A cell that runs longer than
+    ``timeout`` seconds is interrupted and shows a ``CellTimeout`` error; a kernel
+    that dies stops the run (the cells after it keep no outputs, so their
+    exercises did not run).
+
+    Args:
+        nb: the notebook (changed in place).
+        cwd: folder the kernel starts in.
+        timeout: seconds any one cell may take.
+        prefix: ``CLOUDLAB_PREFIX`` for the kernel (None: the caller's).
     """
     try:
         from nbclient import NotebookClient
+        from nbclient.exceptions import DeadKernelError
     except ImportError:
         raise MissingPrerequisite("nbclient is not installed", fix="run `make lab`") from None
+    env = {GRADING_ENV: "1"}
+    if prefix:
+        env["CLOUDLAB_PREFIX"] = prefix
     with tempfile.TemporaryDirectory(prefix="cloudlab-grade-") as tmp:
         log = Path(tmp) / "grades.jsonl"
         log.touch()
-        with _environment(**{GRADE_LOG_ENV: str(log), GRADING_ENV: "1"}):
-            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                    resources={"metadata": {"path": str(cwd)}})
-            client.execute()
+        env[GRADE_LOG_ENV] = str(log)
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
+            error_on_timeout={"ename": "CellTimeout", "evalue": f"the cell ran longer than {timeout} s",
+                              "traceback": []},
+            resources={"metadata": {"path": str(cwd)}})
+        try:
+            # the kernel's own environment: this process's stays as it is (grading may run in a thread)
+            client.execute(env={**os.environ, **env})
+        except DeadKernelError:
+            pass        # what ran until then is in the log; the rest scores "did not run"
         records = {}
         for line in log.read_text(encoding="utf-8").splitlines():
             try:
@@ -182,6 +203,16 @@ def execute(nb, cwd, timeout=DEFAULT_TIMEOUT_S):
                 continue
             records[record.get("id")] = record      # the last check of an exercise counts
     return records
+
+
+def _clean_prefix(prefix):
+    """Remove what a graded notebook left under ``prefix`` (nothing when no lab host is up)."""
+    try:
+        from .. import host
+        if host.load_state() is not None:
+            host.clean(prefix)
+    except CloudlabError as exc:
+        print(f"cloudlab grade: could not clean up {prefix}*: {exc}", file=sys.stderr)
 
 
 def _cell_error(cell):
@@ -201,7 +232,9 @@ def score_notebook(nb, records, name):
         if error:
             scores.append(Score(name, exercise_id, title, 0, points, f"the check cell raised {error}"))
         elif record is None:
-            scores.append(Score(name, exercise_id, title, 0, points, "the check did not run"))
+            ran = nb.cells[index].get("execution_count") is not None
+            scores.append(Score(name, exercise_id, title, 0, points,
+                                "the check did not run" if ran else "the check did not run (the kernel stopped before it)"))
         else:
             earned = points if record.get("points") == record.get("out_of") else 0
             failed = [c["label"] for c in record.get("checks", []) if not c.get("ok")]
@@ -210,7 +243,7 @@ def score_notebook(nb, records, name):
     return scores
 
 
-def grade(path_or_nb, cwd=None, timeout=DEFAULT_TIMEOUT_S, name=None):
+def grade(path_or_nb, cwd=None, timeout=DEFAULT_TIMEOUT_S, name=None, isolate=True):
     """Run a notebook against the live lab and return one :class:`Score` per exercise.
 
     Args:
@@ -218,6 +251,8 @@ def grade(path_or_nb, cwd=None, timeout=DEFAULT_TIMEOUT_S, name=None):
         cwd: folder the notebook runs in (default: the notebook's own).
         timeout: seconds any one cell may take.
         name: the notebook's name in the scores (default: the file's name).
+        isolate: run the notebook's lab under a prefix of its own and remove what it
+            left behind afterwards (see the module docstring).
     Raises:
         NotFound, InvalidInput: no such notebook, or not a notebook.
         InvalidInput: the notebook has no graded exercises.
@@ -234,12 +269,37 @@ def grade(path_or_nb, cwd=None, timeout=DEFAULT_TIMEOUT_S, name=None):
     if not check_cells(nb):
         raise InvalidInput(f"{name} has no graded exercises (no cell with nbgrader metadata grade: true)",
                            fix="grade a lab notebook such as labs/06_compute.ipynb")
-    records = execute(nb, cwd, timeout=timeout)
+    prefix = f"{config.prefix()}g{secrets.token_hex(2)}-" if isolate else None
+    try:
+        records = execute(nb, cwd, timeout=timeout, prefix=prefix)
+    finally:
+        if prefix:
+            _clean_prefix(prefix)
     return score_notebook(nb, records, name)
 
 
+def ungraded_scores(path, note):
+    """Zero scores for a notebook that could not be graded at all.
+
+    A notebook named like a lab (``06_compute.ipynb``, or ``alice-06_compute.ipynb``)
+    gets one row per exercise of that lab, so a class's CSV keeps its shape; any
+    other gets one row ``(not graded)``.
+    """
+    name = Path(path).name
+    match = re.search(r"(?:^|[^0-9])(\d{2})_[A-Za-z]", name)
+    exercises = exercises_of(match.group(1)) if match else []
+    if not exercises:
+        return [Score(name, "(not graded)", "", 0, 0, note)]
+    return [Score(name, e.id, e.title, 0, e.points, note) for e in exercises]
+
+
 def format_table(scores):
-    """Scores as an aligned text table with a total per notebook."""
+    """Scores as an aligned text table with a total per notebook.
+
+    With more than one notebook a second table follows: per exercise, how many
+    notebooks earned it (what an instructor reads to see which exercise a class
+    found hard).
+    """
     rows = [("notebook", "exercise", "title", "points", "note")]
     by_notebook = {}
     for s in scores:
@@ -249,6 +309,25 @@ def format_table(scores):
         total[1] += s.out_of
     for notebook, (earned, out_of) in by_notebook.items():
         rows.append((notebook, "total", "", f"{earned}/{out_of}", ""))
+    text = _aligned(rows)
+    if len(by_notebook) > 1:
+        per = {}
+        for s in scores:
+            if ID_RE.match(s.exercise):
+                entry = per.setdefault(s.exercise, [s.title, 0, 0])
+                entry[0] = entry[0] or s.title
+                entry[1] += s.points == s.out_of
+                entry[2] += 1
+        summary = [("exercise", "title", "earned by", "", "")]
+        for exercise_id in sorted(per, key=lambda e: tuple(int(p) for p in e.split("."))):
+            title, earned, graded = per[exercise_id]
+            summary.append((exercise_id, title, f"{earned} of {graded} notebooks", "", ""))
+        text += "\n\n" + _aligned(summary)
+    return text
+
+
+def _aligned(rows):
+    """Rows of 5 columns as text: the first 4 padded, the 5th (a note) only where present."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     return "\n".join("  ".join(str(col).ljust(w) for col, w in zip(r[:4], widths)).rstrip()
                      + (f"  {r[4]}" if r[4] else "") for r in rows)
@@ -272,10 +351,20 @@ def add_arguments(parser):
 
 
 def main(args):
-    """Run ``python -m cloudlab grade``; exit status 0 when every notebook could be run."""
-    scores = []
+    """Run ``python -m cloudlab grade``.
+
+    Every notebook is graded even when another could not be; one that could not
+    be graded at all (no such file, not a notebook, no exercises) scores 0 and its
+    error goes to stderr.  Exit status: 0 when every notebook could be graded, 2 otherwise.
+    """
+    scores, failed = [], 0
     for path in args.notebooks:
         print(f"grading {path} ...", file=sys.stderr, flush=True)
-        scores += grade(path, timeout=args.timeout)
+        try:
+            scores += grade(path, timeout=args.timeout)
+        except CloudlabError as exc:
+            failed += 1
+            print(f"cloudlab: {exc}", file=sys.stderr, flush=True)
+            scores += ungraded_scores(path, f"not graded: {exc.message}")
     print(format_csv(scores) if args.csv else format_table(scores), end="" if args.csv else "\n")
-    return 0
+    return 2 if failed else 0

@@ -19,6 +19,20 @@ from ...errors import MissingPrerequisite
 _REPO_DIAGRAMS = Path(__file__).resolve().parents[3] / "diagrams"
 
 
+def fixed_node(graph, node_id, label, **attrs):
+    """Add a node of fixed size, so that its label's length never moves the layout.
+
+    nbval compares a diagram's SVG text; with every node the same size, where nodes
+    and edges are drawn depends only on the graph's shape, and labels that vary (sizes,
+    addresses) change only their own ``<text>`` (which labs/sanitize.cfg masks when it
+    holds digits).  ``node_id`` must be stable (a name, never an address or a path).
+    """
+    style = {"shape": "box", "style": "rounded,filled", "fillcolor": "white", "fixedsize": "true",
+             "width": "3.3", "height": "0.7", "fontname": "Helvetica", "fontsize": "10"}
+    style.update(attrs)
+    graph.node(node_id, label, **style)
+
+
 def graphviz_module():
     """The ``graphviz`` Python module.
 
