@@ -234,7 +234,8 @@ def _start_private_daemons(state_path, accel, ns):
     lines.append(f"exec {libvirtd} -d -p {state_path / 'libvirtd.pid'}")
     args = netns.enter_args(ns) + ["unshare", "-m", "--propagation", "private",
                                    "sh", "-c", "\n".join(lines)]
-    result = subprocess.run(args, capture_output=True, text=True)
+    from .ownership import child_env
+    result = subprocess.run(args, capture_output=True, text=True, env=child_env(state_dir=state_path))
     if result.returncode != 0:
         raise CloudlabError(f"could not start the private libvirtd: {result.stderr.strip()[-500:]}",
                             fix=f"see {state_path / 'log' / 'libvirtd.log'}")
@@ -344,48 +345,27 @@ def down(quiet=False):
     if state.netns and state.netns_created:
         netns.delete(state.netns)
     # leftovers() compares what is still running with what this host was
-    (state_dir() / "last-down.json").write_text(json.dumps(dataclasses.asdict(state)))
+    from .ownership import recorded_down
+    record = {**dataclasses.asdict(state), **recorded_down(state.netns_inode)}
+    (state_dir() / "last-down.json").write_text(json.dumps(record))
     _state_file().unlink(missing_ok=True)
     if not quiet:
         print("host: down", flush=True)
 
 
-def leftovers(prefix=None):
-    """What of the lab host is still here after ``down()`` (empty when all is clean).
+def leftovers(prefix=None, only=None):
+    """What of the lab host is still here (empty when all is clean): ``python -m cloudlab host leftovers``.
 
-    Processes count when they run in the namespace the host had (compared by
-    inode, so other labs in other namespaces are not mistaken for ours), or,
-    without a namespace, when they are QEMU guests or dnsmasq instances named
-    with the prefix; also the daemons ``up()`` started, the namespace itself, and
-    files with the prefix under the labs' state folders.
+    Every process the lab started, whichever network namespace it lives in, the
+    namespace itself, libvirt definitions and the labs' files; services add their
+    own kinds (see :mod:`cloudlab.host.ownership`).
+
+    Args:
+        prefix: only files and resources with this prefix (default: every lab's).
+        only: kinds to look for (default: all; see ``ownership.FINDERS``).
     """
-    prefix = prefix or config.prefix()
-    found = []
-    try:
-        last = json.loads((state_dir() / "last-down.json").read_text())
-    except (OSError, ValueError):
-        last = {}
-    inode = last.get("netns_inode") or 0
-    marks = [f"guest={prefix}", f"/dnsmasq/{prefix}"]
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ns_inode = os.stat(proc / "ns" / "net").st_ino
-        except OSError:
-            continue
-        ours = (ns_inode == inode) if inode else any(mark in cmdline for mark in marks)
-        if ours or int(proc.name) in (last.get("pids") or {}).values():
-            found.append(f"process {proc.name}: {cmdline[:120]}")
-    ns = config.netns()
-    if ns and netns.exists(ns) and load_state() is None:
-        found.append(f"network namespace {ns}")
-    home = config.home()
-    for lab_dir in (home.iterdir() if home.is_dir() else []):
-        if lab_dir.is_dir() and lab_dir.name not in ("host", "images"):
-            found += [f"file {item}" for item in lab_dir.iterdir() if item.name.startswith(prefix)]
-    return found
+    from . import ownership
+    return ownership.find(prefix=prefix, only=only)
 
 
 def clean(prefix, conn=None, everything=False):
