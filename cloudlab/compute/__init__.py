@@ -25,12 +25,12 @@ from pathlib import Path
 
 import libvirt
 
-from .. import config
+from .. import arguments, config
 from . import domain as domain_xml
 from ..image.agent import channel_xml, check_socket_path
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded, ResourceTimeout
 from .flavor import DEFAULT_FLAVORS, NAME_RE, Flavor
-from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, RESIZE, SHUTOFF, STATE_POLL_S,
+from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, RESIZE, SHUTOFF, STATE_POLL_S, STATUSES,
                      Server, convert_libvirt_error, libvirt_errors, metadata_of, run_tool)
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -199,6 +199,8 @@ class Compute:
         """
         if isinstance(name, Flavor):
             return name
+        arguments.text(name, "flavor", accepts="a flavor name or a Flavor",
+                       fix=f"use one of: {', '.join(f.name for f in self.list_flavors())}")
         with self._lock:
             if name in self._flavors:
                 return self._flavors[name]
@@ -250,6 +252,7 @@ class Compute:
             return None
         if network is None:
             return self.host.network
+        arguments.text(network, "network", accepts="a network name, None (the lab's) or False (no NIC)")
         try:
             self.conn.networkLookupByName(network)
         except libvirt.libvirtError as exc:
@@ -286,6 +289,8 @@ class Compute:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidInput(f"server name {name!r} is not valid",
                                fix="use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
+        arguments.text(kernel_args, "kernel_args", accepts="a string of kernel arguments, e.g. 'quiet'")
         flavor = self.get_flavor(flavor)
         image = self.images.get_image(image)
         profile = domain_xml.get_profile(profile)
@@ -391,6 +396,7 @@ class Compute:
         """
         if isinstance(name, Server):
             return name
+        arguments.text(name, "server", accepts="a server name or a Server")
         with self._lock:
             server = self._servers.get(name)
         if server is not None and not server._deleted:
@@ -418,6 +424,8 @@ class Compute:
             ResourceTimeout: not reached in time; the message shows the last console lines.
             CloudlabError: the server went to ERROR, was deleted, or powered off while booting.
         """
+        arguments.one_of(status, "status", STATUSES)
+        timeout = arguments.seconds(timeout)
         server = self.get_server(server)
         deadline = time.monotonic() + timeout
         next_state = 0.0
@@ -454,6 +462,7 @@ class Compute:
 
     def resize_server(self, server, flavor, wait=True, timeout=DEFAULT_TIMEOUT_S):
         """Give ``server`` another flavor (see :meth:`Server.resize`)."""
+        wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
         server = self.get_server(server)
         new = self.get_flavor(flavor)
         old = server.flavor

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import libvirt
 
+from .. import arguments
 from . import domain as domain_xml
 from ..image.agent import Agent
 from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
 from .flavor import Flavor
 
-BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = (
+BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = STATUSES = (
     "BUILD", "ACTIVE", "SHUTOFF", "REBOOT", "RESIZE", "PAUSED", "ERROR", "DELETED")
 READY_MARKER = b"cloudlab-ready"
 # the marker as a whole console line (the tty writes \r\n); the leading \n is
@@ -217,6 +218,7 @@ class Server:
             InvalidInput: the server has no NIC (created with ``network=False``).
             ResourceTimeout: no lease in time (the message shows the last console lines).
         """
+        timeout = arguments.seconds(timeout)
         if not self.network:
             raise InvalidInput(f"server {self.name} has no network interface",
                                fix="create it with network=None (the lab's network)")
@@ -253,6 +255,8 @@ class Server:
         Args:
             lines: only the last ``lines`` lines.
         """
+        if lines is not None:
+            arguments.number(lines, "lines", minimum=0, integer=True)
         try:
             text = self.console_path.read_bytes().decode(errors="replace")
         except FileNotFoundError:
@@ -281,9 +285,15 @@ class Server:
             timeout: seconds before the guest kills the command.
             input: text or bytes for the command's standard input.
         Raises:
+            InvalidInput: ``command``, ``timeout`` or ``input`` of the wrong type.
             Conflict: the server is not ACTIVE.
             ResourceTimeout: the command did not finish in time.
         """
+        if not isinstance(command, (list, tuple)):
+            arguments.text(command, "command", accepts="a shell command line or a list of arguments")
+        timeout = arguments.seconds(timeout)
+        if input is not None and not isinstance(input, (str, bytes)):
+            arguments.text(input, "input", accepts="a string, bytes or None")
         status = self.status
         if status != ACTIVE:
             raise Conflict(f"server {self.name} is {status}; commands run only in an ACTIVE server",
@@ -307,6 +317,7 @@ class Server:
         A guest that has not finished booting cannot handle the power button yet, so
         it is powered off at once.  Stopping a SHUTOFF server does nothing.
         """
+        timeout = arguments.seconds(timeout)
         with self._lock:
             if not self._running():
                 self._task = self._failed = None
@@ -341,6 +352,7 @@ class Server:
             QuotaExceeded: the host has not enough free memory for its flavor.
             ResourceTimeout: it did not become ready in time (shows the console).
         """
+        wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
         with self._lock:
             if self._running():
                 raise Conflict(f"server {self.name} is already running ({self.status})",
@@ -363,6 +375,8 @@ class Server:
             Conflict: the server is not running.
             ResourceTimeout: it did not become ready again in time.
         """
+        hard, wait = arguments.flag(hard, "hard"), arguments.flag(wait, "wait")
+        timeout = arguments.seconds(timeout)
         with self._lock:
             if not self._running():
                 raise Conflict(f"server {self.name} is {self.status}; only a running server reboots",
