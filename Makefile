@@ -23,7 +23,13 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daem
 # CLOUDLAB_NETNS is set (set it on a shared machine: see README).
 TEST_NETNS ?= cloudlab-test
 
-.PHONY: lab test setup system venv image host-up host-down clean bench help
+# JupyterLab's terminal is a shell of the user who started it: as root, the terminal (and
+# anyone holding the token) is a root shell on this machine.  It stays on 127.0.0.1 with
+# its token either way; as root, `make lab` says so once (README: a normal user).
+ROOT_WARNING := warning: JupyterLab runs as root, so its terminal (and anyone with its token) is a root shell \
+	on this machine; it listens on 127.0.0.1 only. Prefer a normal user in the libvirt group (see README)
+
+.PHONY: lab test setup system venv image host-up host-down clean bench help jupyter-warning
 
 help:
 	@echo "make lab    set up and start JupyterLab at labs/00_start_here.ipynb"
@@ -67,9 +73,13 @@ host-down:
 lab: setup
 	@$(VPY) -m cloudlab host up
 	@$(VPY) -m cloudlab doctor || true
+	@$(MAKE) -s --no-print-directory jupyter-warning
 	@echo "== JupyterLab on http://127.0.0.1:$(JUPYTER_PORT)/ (the URL with its token follows)"
 	@$(VENV)/bin/jupyter lab --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT) \
 		--ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/labs/00_start_here.ipynb
+
+jupyter-warning:
+	@[ "$$(id -u)" != 0 ] || echo "$(ROOT_WARNING)"
 
 # The host comes up once for the whole run and always goes down, pass or fail.
 test: setup
