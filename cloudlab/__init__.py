@@ -9,7 +9,7 @@ Start here::
 from .teaching.check import Checklist, check
 from .teaching.exercise import check_exercise
 from .doctor import run as doctor
-from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
+from .errors import (CloudlabError, Conflict, HostUnreachable, InvalidInput, MissingPrerequisite,
                      NotFound, QuotaExceeded, ResourceTimeout)
 from .lab import Lab
 from .topology import AllInOne, ThreeNode, Topology, TwoNode
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Lab", "doctor", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
-    "MissingPrerequisite", "QuotaExceeded",
+    "MissingPrerequisite", "QuotaExceeded", "HostUnreachable",
 ]

@@ -499,17 +499,28 @@ class Compute:
         return server
 
     def delete_server(self, server):
-        """Delete a server: power off, undefine, remove its disk, console log and socket.
+        """Delete a server: power off, undefine, remove its disk, console log and socket, release its address.
+
+        Its DHCP lease is given back at once (when the host can: ``release_leases``), as
+        Neutron frees a deleted port's address; otherwise it would stay leased for the
+        whole lease time and a class creating and deleting servers would empty the pool.
 
         Raises:
             NotFound: no such server.
         """
         server = self.get_server(server)
+        release = getattr(self.host, "release_leases", None)
         with server._lock:
+            try:
+                macs = server.mac_addresses if release and server.network else []
+            except CloudlabError:
+                macs = []       # its domain is already gone: nothing to read the MAC from
             if server._agent is not None:
                 server._agent.close()
             self._remove(server._dom, server.domain_name)
             server._deleted = True
+        if macs:
+            release(macs, server.network)
         with self._lock:
             if self._servers.get(server.name) is server:
                 del self._servers[server.name]

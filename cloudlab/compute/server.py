@@ -37,15 +37,17 @@ STATE_POLL_S = 0.5      # libvirt state polling while waiting (one RPC each)
 STOP_TIMEOUT_S = 10.0   # graceful shutdown before the power is cut
 CONSOLE_LINES_SHOWN = 15
 
-# libvirt error codes that mean "libvirtd is not there"
-_UNREACHABLE = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC,
-                libvirt.VIR_ERR_AUTH_FAILED}
-
-
 def convert_libvirt_error(exc, what):
-    """A CloudlabError for a libvirtError raised while doing ``what``."""
+    """A CloudlabError for a libvirtError raised while doing ``what``.
+
+    A broken or refused connection is always :class:`~cloudlab.errors.HostUnreachable`
+    with the one fix (``python -m cloudlab host up``), whatever call met it.
+    """
+    from .. import host
     code = exc.get_error_code()
     message = exc.get_error_message() or str(exc)
+    if host.is_connection_error(exc) or code in host._PERMISSION_CODES:
+        return host.libvirt_error(exc, what)
     if code == libvirt.VIR_ERR_NO_DOMAIN:
         return NotFound(f"{what}: the server's domain does not exist ({message})",
                         fix="list the servers with compute.list_servers()")
@@ -53,9 +55,6 @@ def convert_libvirt_error(exc, what):
         return NotFound(f"{what}: {message}", fix="use the lab's network (network=None)")
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         return Conflict(f"{what}: {message}", fix="check server.status first")
-    if code in _UNREACHABLE:
-        return MissingPrerequisite(f"{what}: libvirt is not reachable ({message})",
-                                   fix="python -m cloudlab host up")
     return CloudlabError(f"{what}: libvirt says: {message}",
                          fix="python -m cloudlab doctor; the server's console_log() may tell more")
 
@@ -211,12 +210,22 @@ class Server:
         addresses = [a["addr"] for iface in (found or {}).values() for a in iface.get("addrs") or []]
         return {self.network: addresses} if addresses else {}
 
+    @property
+    def mac_addresses(self):
+        """The MAC addresses of the server's NICs (libvirt chose them when it was defined)."""
+        import xml.etree.ElementTree as ET
+        with libvirt_errors(f"reading the XML of server {self.name}"):
+            xml = self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        return [mac.get("address") for mac in ET.fromstring(xml).iter("mac") if mac.get("address")]
+
     def wait_for_address(self, timeout=30.0):
         """Wait until the guest has a DHCP lease and return :attr:`addresses`.
 
         Raises:
             InvalidInput: the server has no NIC (created with ``network=False``).
-            ResourceTimeout: no lease in time (the message shows the last console lines).
+            ResourceTimeout: no lease in time; the message says why when it can tell (the
+                server is not running, or the network's DHCP pool is full) and shows the
+                last console lines.
         """
         timeout = arguments.seconds(timeout)
         if not self.network:
@@ -228,10 +237,30 @@ class Server:
             if found:
                 return found
             if time.monotonic() >= deadline:
-                raise ResourceTimeout(f"server {self.name} got no address on {self.network} within "
-                                      f"{timeout:g} s; last console lines:\n{self._last_console()}",
-                                      fix="is the server ACTIVE? DHCP starts after the guest boots")
+                raise self._no_address(timeout)
             time.sleep(0.25)
+
+    def _no_address(self, timeout):
+        """The ResourceTimeout of :meth:`wait_for_address`, saying what is wrong where it can tell."""
+        what = f"server {self.name} got no address on {self.network} within {timeout:g} s"
+        console = f"last console lines:\n{self._last_console()}"
+        status = self.status
+        if status != ACTIVE:
+            return ResourceTimeout(f"{what}: it is {status}, and its DHCP client runs only once it has booted; "
+                                   f"{console}", fix="compute.wait_for_server(server) first, or server.start()")
+        pool_of = getattr(self._compute.host, "dhcp_pool", None)
+        pool = pool_of(self.network) if pool_of else None
+        if pool and pool["size"] and pool["leased"] >= pool["size"]:
+            stale = (f", {pool['stale']} of them by MAC addresses no server has (deleted servers whose lease "
+                     f"was not released)") if pool["stale"] else ""
+            return ResourceTimeout(
+                f"{what}: the network's DHCP pool is full: all {pool['size']} addresses "
+                f"({pool['first']}-{pool['last']}) are leased{stale}",
+                fix=f"delete servers you no longer need; a lease that was not released is free again "
+                    f"{pool['lease_minutes']} minutes after its last renewal (a bigger pool for the next lab: "
+                    f"CLOUDLAB_DHCP_POOL, shorter leases: CLOUDLAB_DHCP_LEASE_MINUTES)")
+        return ResourceTimeout(f"{what}: the guest's DHCP client got no answer; {console}",
+                               fix="read server.console_log(); `python -m cloudlab doctor` checks the lab host")
 
     def disk_info(self):
         """``qemu-img info`` of the server's disk (its copy-on-write overlay) as a dict.

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .. import config
 from . import netns
-from ..errors import CloudlabError, MissingPrerequisite
+from ..errors import CloudlabError, HostUnreachable, MissingPrerequisite, NotFound
 
 SYSTEM_URI = "qemu:///system"
 PRIVATE_DIRS = {
@@ -142,19 +142,66 @@ def _pid_alive(pid):
         return True
 
 
+# the one fix of every libvirt connection error (HostUnreachable)
+HOST_UP_FIX = ("run `python -m cloudlab host up` (it restarts the lab's libvirtd if it died; on a machine "
+               "with systemd, `sudo systemctl start libvirtd`); cloudlab reconnects by itself afterwards")
+PERMISSION_FIX = ("join the libvirt group (`sudo usermod -aG libvirt $USER`, then log in again), "
+                  "or run as root")
+
+
+def is_connection_error(exc):
+    """True when ``exc`` (a libvirtError) says the daemon is gone or the connection to it broke.
+
+    Such errors come from libvirt's client side (the RPC layer: "client socket is
+    closed", "Cannot write data: Broken pipe", "Failed to connect socket", "End of
+    file while reading data") or say the connection itself is invalid.
+    """
+    libvirt = libvirt_module()
+    code, domain = exc.get_error_code(), exc.get_error_domain()
+    if code in _PERMISSION_CODES:
+        return False
+    return code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_ERR_RPC) or \
+        domain in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE)
+
+
+_PERMISSION_CODES = (45, 94, 79, 88)   # AUTH_FAILED, AUTH_UNAVAILABLE, AUTH_CANCELLED, ACCESS_DENIED
+
+
+def unreachable(what, detail):
+    """The :class:`~cloudlab.errors.HostUnreachable` for ``what`` failing because libvirt did not answer."""
+    return HostUnreachable(f"{what}: the lab host's libvirt daemon does not answer ({detail})", fix=HOST_UP_FIX)
+
+
+def libvirt_error(exc, what):
+    """A CloudlabError for a libvirtError raised while doing ``what``: connection errors are all one kind.
+
+    Returns:
+        HostUnreachable for a broken or refused connection, MissingPrerequisite for a
+        permission problem, NotFound for a missing network, CloudlabError otherwise.
+    """
+    libvirt = libvirt_module()
+    message = exc.get_error_message() or str(exc)
+    if is_connection_error(exc):
+        return unreachable(what, message)
+    if exc.get_error_code() in _PERMISSION_CODES:
+        return MissingPrerequisite(f"{what}: libvirt refused the connection ({message})", fix=PERMISSION_FIX)
+    if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+        return NotFound(f"{what}: {message}", fix="use the lab's network (network=None)")
+    return CloudlabError(f"{what}: libvirt says: {message}", fix="python -m cloudlab doctor")
+
+
 def open_connection(uri, timeout=None):
     """A libvirt connection to ``uri``.
 
     Raises:
-        MissingPrerequisite: libvirtd does not answer; the message names the fix.
+        HostUnreachable: libvirtd does not answer (a MissingPrerequisite; the fix is ``host up``).
+        MissingPrerequisite: libvirt refused us (permissions).
     """
     libvirt = libvirt_module()
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise MissingPrerequisite(f"libvirtd does not answer at {uri}: {exc.get_error_message()}",
-                                  fix="run `python -m cloudlab host up` (or `make lab`); on a machine "
-                                      "with systemd: `sudo systemctl start libvirtd`") from None
+        raise libvirt_error(exc, f"connecting to {uri}") from None
 
 
 def _system_libvirtd_running():
@@ -471,13 +518,29 @@ def choose_subnet(used):
                         fix="remove old labs: `python -m cloudlab clean`")
 
 
-def network_xml(name, subnet):
-    """An isolated libvirt network (no forwarding: nothing leaves the host) with DHCP."""
-    hosts = list(subnet.hosts())
-    gateway, first, last = hosts[0], hosts[99], hosts[198]
+def dhcp_range(subnet, pool=config.DEFAULT_DHCP_POOL):
+    """First and last address of a DHCP pool of ``pool`` addresses in ``subnet`` (a /24).
+
+    The pool starts at .100 when it fits below .255, else it ends at .254.
+    """
+    hosts = list(subnet.hosts())            # .1 (the gateway) to .254
+    start = 99 if 99 + pool <= len(hosts) else len(hosts) - pool
+    return hosts[start], hosts[start + pool - 1]
+
+
+def network_xml(name, subnet, pool=config.DEFAULT_DHCP_POOL, lease_minutes=config.DEFAULT_DHCP_LEASE_MINUTES):
+    """An isolated libvirt network (no forwarding: nothing leaves the host) with DHCP.
+
+    Args:
+        pool: addresses in the DHCP pool (``CLOUDLAB_DHCP_POOL``).
+        lease_minutes: lease time (``CLOUDLAB_DHCP_LEASE_MINUTES``).
+    """
+    gateway = next(subnet.hosts())
+    first, last = dhcp_range(subnet, pool)
     return (f"<network><name>{name}</name><bridge stp='off' delay='0'/>"
             f"<ip address='{gateway}' netmask='{subnet.netmask}'>"
-            f"<dhcp><range start='{first}' end='{last}'/></dhcp></ip></network>")
+            f"<dhcp><range start='{first}' end='{last}'><lease expiry='{lease_minutes}' unit='minutes'/>"
+            f"</range></dhcp></ip></network>")
 
 
 class LabHost:
@@ -496,7 +559,14 @@ class LabHost:
         self.subnet = None
 
     def start(self):
-        """Bring the host up if needed and create the lab's network."""
+        """Bring the host up if needed and create the lab's network.
+
+        Raises:
+            InvalidInput: ``CLOUDLAB_DHCP_POOL`` or ``CLOUDLAB_DHCP_LEASE_MINUTES`` is not usable.
+            MissingPrerequisite: libvirt is missing or cannot be started.
+        """
+        self.pool_size = config.dhcp_pool()
+        self.lease_minutes = config.dhcp_lease_minutes()
         self.state = up()
         self._ensure_network()
 
@@ -526,7 +596,7 @@ class LabHost:
         except libvirt.libvirtError:
             subnet = choose_subnet(_used_subnets(conn))
             try:
-                net = conn.networkCreateXML(network_xml(self.network, subnet))
+                net = conn.networkCreateXML(network_xml(self.network, subnet, self.pool_size, self.lease_minutes))
             except libvirt.libvirtError as exc:
                 raise CloudlabError(f"could not create the lab network {self.network}: "
                                     f"{exc.get_error_message()}",
@@ -536,6 +606,70 @@ class LabHost:
         self.subnet = ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False)
         self.gateway = ip.get("address")
         self.bridge = net.bridgeName()
+
+    # -- DHCP: the pool and its leases --------------------------------------------------
+
+    def dhcp_pool(self, network=None):
+        """The DHCP pool of ``network`` (default: the lab's) and how full it is.
+
+        Returns:
+            a dict: ``size`` (addresses in the pool), ``leased`` (leases held now), ``stale``
+            (leases held by MAC addresses no domain has: servers deleted within the lease
+            time whose lease was not released), ``first``, ``last``, ``lease_minutes``.
+        Raises:
+            NotFound: no such network.
+        """
+        import xml.etree.ElementTree as ET
+        libvirt = libvirt_module()
+        conn = self.connect()
+        try:
+            net = conn.networkLookupByName(network or self.network)
+            root = ET.fromstring(net.XMLDesc())
+            leases = net.DHCPLeases()
+            macs = set()
+            for dom in conn.listAllDomains():
+                macs.update(m.get("address") for m in ET.fromstring(dom.XMLDesc()).iter("mac"))
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc, f"reading the DHCP pool of network {network or self.network}") from None
+        size, first, last, minutes = 0, None, None, None
+        for rng in root.iter("range"):
+            first, last = rng.get("start"), rng.get("end")
+            size += int(ipaddress.ip_address(last)) - int(ipaddress.ip_address(first)) + 1
+            lease = rng.find("lease")
+            if lease is not None:
+                minutes = int(lease.get("expiry")) // (60 if lease.get("unit") == "seconds" else 1) \
+                    * (60 if lease.get("unit") == "hours" else 1)
+        in_pool = [lease for lease in leases if lease.get("type", 0) == 0]
+        return {"size": size, "leased": len(in_pool), "stale": sum(1 for lease in in_pool if lease["mac"] not in macs),
+                "first": first, "last": last, "lease_minutes": minutes or 60}
+
+    def release_leases(self, macs, network=None):
+        """Give back the DHCP leases of ``macs`` on ``network`` (default: the lab's); returns the addresses released.
+
+        Used when a server is deleted: without it its address stays leased for the whole
+        lease time, and a class that creates and deletes servers runs the pool dry.  The
+        release is a real DHCPRELEASE, sent to the network's dnsmasq on its bridge by
+        ``dhcp_release`` (Debian's dnsmasq-utils), inside the lab's network namespace.  Best
+        effort: without root or without the tool the lease simply runs out later.
+        """
+        libvirt = libvirt_module()
+        macs = {m.lower() for m in macs}
+        tool = shutil.which("dhcp_release")
+        if not macs or tool is None:
+            return []
+        try:
+            net = self.connect().networkLookupByName(network or self.network)
+            bridge = net.bridgeName()
+            leases = [lease for lease in net.DHCPLeases() if lease["mac"].lower() in macs]
+        except libvirt.libvirtError:
+            return []
+        released = []
+        for lease in leases:
+            result = subprocess.run(netns.enter_args(self.state.netns) +
+                                    [tool, bridge, lease["ipaddr"], lease["mac"]], capture_output=True)
+            if result.returncode == 0:
+                released.append(lease["ipaddr"])
+        return released
 
     @property
     def uri(self):
