@@ -517,7 +517,11 @@ class Compute:
                 macs = []       # its domain is already gone: nothing to read the MAC from
             if server._agent is not None:
                 server._agent.close()
-            self._remove(server._dom, server.domain_name)
+            try:
+                dom = server._dom
+            except NotFound:
+                dom = None      # its domain is already gone: its files still go
+            self._remove(dom, server.domain_name)
             server._deleted = True
         if macs:
             release(macs, server.network)
@@ -527,6 +531,14 @@ class Compute:
 
     def _remove(self, dom, domain_name):
         """Destroy and undefine ``dom`` (when given) and remove the files of ``domain_name``."""
+        if dom is not None and dom.connect() is not self.conn:
+            # the connection was replaced meanwhile (libvirtd restarted): find it on the new one
+            try:
+                dom = self.conn.lookupByName(domain_name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise convert_libvirt_error(exc, f"looking up {domain_name}") from None
+                dom = None
         if dom is not None:
             _destroy_and_undefine(dom)
         for suffix in SERVER_SUFFIXES:

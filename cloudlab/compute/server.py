@@ -105,12 +105,41 @@ class Server:
         self._scan_tail = b"\n"
         self._ready = False
 
+    @property
+    def _dom(self):
+        """The libvirt domain, looked up again by UUID when the host's connection was replaced.
+
+        A libvirt domain object belongs to one connection.  When libvirtd restarts, the
+        lab reconnects (``host.connect()``), and a server found before must not go on
+        calling through the dead connection; the guest itself kept running, and the new
+        daemon knows it by the same UUID.
+
+        Raises:
+            NotFound: the domain is gone (the new daemon does not know it).
+            HostUnreachable: libvirtd does not answer.
+        """
+        conn = self._compute.conn
+        dom = self._dom_handle
+        if dom.connect() is not conn:
+            try:
+                dom = conn.lookupByUUIDString(self.id)
+            except libvirt.libvirtError as exc:
+                raise convert_libvirt_error(exc, f"finding server {self.name} again") from None
+            self._dom_handle = dom
+        return dom
+
+    @_dom.setter
+    def _dom(self, dom):
+        self._dom_handle = dom
+
     # -- status ------------------------------------------------------------------------
 
     def _state(self):
         """libvirt's state of the domain, or None when it no longer exists."""
         try:
             return self._dom.state()[0]
+        except NotFound:
+            return None
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None

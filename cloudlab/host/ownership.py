@@ -64,6 +64,8 @@ FINDERS = {
 }
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+RECORDED_WHY = "in the lab's network namespace, which has been deleted"
+PREFIX_WHY = "a guest or DHCP server of a lab network"
 # folders of a lab's home that are not a lab's (the host's state, the image registry)
 NOT_LABS = ("host", "images")
 
@@ -195,13 +197,28 @@ class Scope:
         """The lab's processes: ``[(Process, why), ...]`` (see the module docstring for the marks)."""
         return [(proc, why) for proc in all_processes() if (why := self.owns(proc))]
 
+    def processes_to_end(self):
+        """The lab's processes that ``host down`` may end, by the marks that only this host's processes carry.
+
+        An inode recorded at an earlier ``host down``, or the lab prefix in a command
+        line (guests of the machine's own libvirtd), is good enough to *report* a
+        process, never to kill one.
+        """
+        return [(proc, why) for proc, why in self.processes if why not in (RECORDED_WHY, PREFIX_WHY)]
+
     def owns(self, proc):
         """Why ``proc`` is the lab's (a short phrase), or None when it is not."""
         if proc.net_inode in self._live_namespaces:
             return "in the lab's network namespace"
+        why = self._other_marks(proc)
+        if why:
+            return why
         old = self._recorded_namespace
         if old and proc.net_inode == old[0] and proc.start_ticks < old[1]:
-            return "in the lab's network namespace, which has been deleted"
+            return RECORDED_WHY
+        return None
+
+    def _other_marks(self, proc):
         if self._private_mounts(proc):
             return "started by the lab's libvirtd"
         if proc.environ_has(f"{OWNER_VARIABLE}={self.state_dir}"):
@@ -210,7 +227,7 @@ class Scope:
         if pidfile is not None and _started_before(proc, pidfile):
             return f"named in {pidfile}"
         if self.netns is None and any(mark in proc.cmdline for mark in self._cmdline_marks):
-            return "a guest or DHCP server of a lab network"
+            return PREFIX_WHY
         return None
 
     # -- the marks, each computed once per scope ---------------------------------------
