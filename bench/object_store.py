@@ -7,6 +7,9 @@ prints one ``name value`` line per figure:
     put_limit_ratio     cloudlab 4 KiB PUT/s over a bare write+fsync+rename loop (target >= 0.5)
     large_mbps_ratio    64 MiB upload + download MB/s, cloudlab over Swift (target >= 1)
     server_rss_mib      peak RSS of cloudlab's server process under all of that load (target <= 200)
+    versioned_put_ratio 4 KiB PUT/s into a container with versioning enabled over one without, both
+                        overwriting the same names, so that every versioned PUT keeps an older version
+                        (target >= 0.8)
 
 and the raw figures beside each ratio.
 
@@ -389,6 +392,30 @@ def small_ops(auth_url, seconds, container="bench-small"):
     return put_rate, get_rate
 
 
+OVERWRITE_NAMES = 200  # names each wrk connection cycles through in the overwrite phases
+
+
+def overwrite_puts(auth_url, seconds, container, versioned):
+    """4 KiB PUTs that overwrite ``OVERWRITE_NAMES`` names per connection; returns PUT/s.
+
+    With ``versioned`` the container has versioning enabled (Swift's ``X-Versions-Enabled``,
+    the same state as S3's bucket versioning), so every overwrite keeps the old version.
+    """
+    storage_url, token = authenticate(auth_url)
+    client = Client(storage_url, token)
+    client.request("PUT", f"/{container}", headers={"X-Versions-Enabled": "true"} if versioned else None)
+    if versioned:
+        client.conn.request("HEAD", client.base + f"/{container}", headers={"X-Auth-Token": token})
+        resp = client.conn.getresponse()
+        resp.read()
+        if resp.getheader("X-Versions-Enabled") != "True":
+            raise RuntimeError(f"versioning was not enabled on {container}")
+    client.close()
+    path = urlsplit(storage_url).path.rstrip("/") + f"/{container}"
+    rate, _ = wrk(storage_url, "object_store_put.lua", seconds, token, path, str(OVERWRITE_NAMES))
+    return rate
+
+
 def large_transfer(auth_url, size):
     """Upload then download one object of ``size`` bytes; returns MB/s over both (1 MB = 2**20 B)."""
     storage_url, token = authenticate(auth_url)
@@ -470,6 +497,7 @@ def main(argv=None):
         # measurements alternate in rounds (Swift, bare loop, cloudlab, bare loop) and
         # each figure averages its rounds: a busy spell then weighs on every side alike.
         put, get, s_put, s_get, bare, s_large, c_large = [], [], [], [], [], [], []
+        plain_over, versioned_over = [], []
         with PeakRss(cloudlab.proc.pid) as rss:
             for r in range(args.rounds):
                 rates = small_ops(swift_url, args.seconds, f"bench-small-{r}")
@@ -485,6 +513,12 @@ def main(argv=None):
                     bare.append(n / t)
                 s_large.append(large_transfer(swift_url, large)[0])
                 c_large.append(large_transfer(cloudlab_url, large)[0])
+                # versioned against unversioned, in alternating order from round to round
+                order = (False, True) if r % 2 == 0 else (True, False)
+                for versioned in order:
+                    rate = overwrite_puts(cloudlab_url, args.seconds,
+                                          f"bench-{'versioned' if versioned else 'plain'}-{r}", versioned)
+                    (versioned_over if versioned else plain_over).append(rate)
         mean = statistics.fmean
         # ops/s of a PUT+GET mix with equal counts: the harmonic mean of the two rates
         s_ops = 2 / (1 / mean(s_put) + 1 / mean(s_get))
@@ -492,7 +526,8 @@ def main(argv=None):
         c_put, bare_rate = mean(put), mean(bare)
         s_mbps, c_mbps = mean(s_large), mean(c_large)
         print(f"# rounds: cloudlab PUT/s {[round(x) for x in put]} bare {[round(x) for x in bare]} "
-              f"Swift PUT/s {[round(x) for x in s_put]}", file=sys.stderr)
+              f"Swift PUT/s {[round(x) for x in s_put]} overwrite PUT/s unversioned "
+              f"{[round(x) for x in plain_over]} versioned {[round(x) for x in versioned_over]}", file=sys.stderr)
         figures = {
             "small_ops_ratio": c_ops / s_ops,
             "cloudlab_small_ops_s": c_ops, "swift_small_ops_s": s_ops,
@@ -503,6 +538,9 @@ def main(argv=None):
             "large_mbps_ratio": c_mbps / s_mbps,
             "cloudlab_large_mbps": c_mbps, "swift_large_mbps": s_mbps,
             "server_rss_mib": rss.peak / (1 << 20),
+            "versioned_put_ratio": mean(versioned_over) / mean(plain_over),
+            "cloudlab_overwrite_put_s": mean(plain_over),
+            "cloudlab_versioned_put_s": mean(versioned_over),
         }
     finally:
         cloudlab.stop()

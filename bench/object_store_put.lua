@@ -1,7 +1,9 @@
--- wrk script: 4 KiB PUTs, each to a new object name, from every connection at once.
--- Invoked as: wrk ... -s object_store_put.lua URL -- TOKEN PATH
--- Names are t<thread>-o<n>; at the end it prints the smallest per-thread count,
--- so the GET script can read back objects that exist on every thread's side.
+-- wrk script: 4 KiB PUTs from every connection at once.
+-- Invoked as: wrk ... -s object_store_put.lua URL -- TOKEN PATH [NAMES]
+-- Names are t<thread>-o<n>: each PUT a new object, or, with NAMES, n cycling through
+-- 1..NAMES so that every PUT after the first round overwrites an object (in a versioned
+-- container each overwrite keeps the old version).  At the end it prints the smallest
+-- per-thread count, so the GET script can read back objects that exist on every thread's side.
 local threads = {}
 local next_id = 0
 
@@ -12,14 +14,16 @@ function setup(thread)
 end
 
 function init(args)
-  token, path = args[1], args[2]
+  token, path, names = args[1], args[2], tonumber(args[3] or "0")
   body = string.rep("x", 4096)
   count = 0
 end
 
 function request()
   count = count + 1
-  return wrk.format("PUT", path .. "/t" .. tid .. "-o" .. count,
+  local n = count
+  if names > 0 then n = (count - 1) % names + 1 end
+  return wrk.format("PUT", path .. "/t" .. tid .. "-o" .. n,
                     {["X-Auth-Token"] = token, ["Content-Type"] = "application/octet-stream"}, body)
 end
 

@@ -6,6 +6,7 @@ Start here::
     lab = cl.Lab(cl.AllInOne())
 """
 
+from .teaching import diagrams
 from .teaching.check import Checklist, check
 from .teaching.exercise import check_exercise
 from .doctor import run as doctor
@@ -17,7 +18,7 @@ from .topology import AllInOne, ThreeNode, Topology, TwoNode
 __version__ = "0.1.0"
 
 __all__ = [
-    "Lab", "doctor", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
+    "Lab", "doctor", "diagrams", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
     "MissingPrerequisite", "QuotaExceeded", "HostUnreachable",
 ]

@@ -241,7 +241,7 @@ def test_hierarchy_records_and_plots():
         assert offsets[0] > 1.9 and abs(offsets[-1]) < 1e-3
         assert {"t", "member", "stratum", "offset", "delay", "synchronised"} <= set(h.history[0])
         fig = h.plot()
-        assert len(fig.axes) == 2 and fig.axes[0].get_lines()
+        assert len(fig.axes) == 3 and fig.axes[0].get_lines()      # offset, delay, stratum
         with pytest.raises(cl.NotFound, match="s9"):
             h["s9"]
 

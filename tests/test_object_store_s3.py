@@ -116,8 +116,18 @@ def test_accounts_cannot_see_each_other(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="private", Body=b"mine")
     other = make_client(server, "other:user2", "secret2")
     assert bucket not in [b["Name"] for b in other.list_buckets()["Buckets"]]
+    # bucket names are global, as in S3: the bucket exists, but it is not theirs
     with pytest.raises(ClientError) as exc:
         other.get_object(Bucket=bucket, Key="private")
+    assert error_code(exc) == "AccessDenied"
+    with pytest.raises(ClientError) as exc:
+        other.list_objects_v2(Bucket=bucket)
+    assert error_code(exc) == "AccessDenied"
+    with pytest.raises(ClientError) as exc:
+        other.create_bucket(Bucket=bucket)
+    assert error_code(exc) == "BucketAlreadyExists"
+    with pytest.raises(ClientError) as exc:
+        other.get_object(Bucket="no-such-bucket-anywhere", Key="private")
     assert error_code(exc) == "NoSuchBucket"
 
 

@@ -21,17 +21,19 @@ import subprocess
 import sys
 import threading
 
-from ..errors import InvalidInput, MissingPrerequisite
+from ..errors import InvalidInput, MissingPrerequisite, NotFound
 from ..process import stop_process
 from .client import Client, describe, query
-from .clock import Clock
+from .clock import Clock, ClockEvent
+from .fields import Packet, decode
 from .hierarchy import Hierarchy
 from .packet import NTP_PORT, Sample, exchange
 from .server import NTPServer, RateLimit
-from .sync import Syncer
+from .sync import Sources, Syncer, parse_address
 
-__all__ = ["TimeService", "NTPServer", "RateLimit", "Client", "Clock", "Hierarchy", "Syncer",
-           "Sample", "exchange", "query", "describe", "add_arguments", "main", "NTP_PORT"]
+__all__ = ["TimeService", "NTPServer", "RateLimit", "Client", "Clock", "ClockEvent", "Hierarchy", "Syncer",
+           "Sources", "Sample", "Packet", "exchange", "query", "describe", "decode", "add_arguments", "main",
+           "NTP_PORT"]
 
 
 class TimeService:
@@ -67,7 +69,14 @@ class TimeService:
         return server
 
     def add_client(self, upstreams, **options):
-        """Build, start and track a client that syncs from ``upstreams`` and serves nobody."""
+        """Build, start and track a client that syncs from ``upstreams`` and serves nobody.
+
+        Args:
+            upstreams: servers to sync from: lab servers (their names show in ``sources()``) or ``"host:port"``.
+            options: see :class:`Client` (offset, ppm, poll, name, step_threshold...).
+        Raises:
+            InvalidInput: no upstream, or a bad address.
+        """
         client = Client(upstreams, **options).start()
         self.servers.append(client)
         return client
@@ -77,6 +86,39 @@ class TimeService:
         h = Hierarchy(stratum2=stratum2, clients=clients, **options).start()
         self.hierarchies.append(h)
         return h
+
+    def exchange(self, server, timeout=1.0):
+        """One client exchange with ``server`` (a lab server or ``"host:port"``), timed by the host clock.
+
+        Returns a :class:`Sample`: t1..t4, offset, delay, and both packets (``sample.request``,
+        ``sample.reply``) decoded field by field.
+
+        Raises:
+            ResourceTimeout: no reply in time.  InvalidInput: a bad address.
+        """
+        host, port = parse_address(getattr(server, "url", server))
+        return exchange(host, port, timeout=timeout)
+
+    def query(self, server, timeout=2.0):
+        """Ask ``server`` (a lab server or ``"host:port"``) with ntplib's own client; returns its ``NTPStats``.
+
+        Raises:
+            ResourceTimeout: no reply in time.  InvalidInput: a bad address.
+        """
+        return query(getattr(server, "url", server), timeout=timeout)
+
+    def find(self, name):
+        """The server or client called ``name`` that this service (or one of its hierarchies) runs.
+
+        Raises:
+            NotFound: no member of that name.
+        """
+        members = [*self.servers, *(m for h in self.hierarchies for m in h.members)]
+        for member in reversed(members):       # the newest of a name wins
+            if member.name == name:
+                return member
+        raise NotFound(f"the lab runs no NTP server or client called {name!r}",
+                       fix=f"these run: {', '.join(sorted({m.name for m in members})) or 'none'}")
 
     def serve_guests(self, address, netns=None, port=NTP_PORT, offset=0.0):
         """Serve stratum 1 NTP on ``address:port`` inside the lab's network namespace, for guests.

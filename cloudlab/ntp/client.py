@@ -62,7 +62,7 @@ class Client:
     """A lab member that syncs its own clock from upstreams and serves nobody.
 
     Args:
-        upstreams: ``["host:port", ...]``.
+        upstreams: servers to sync from: ``"host:port"`` strings or lab servers.
         offset: initial clock error (seconds).
         ppm: frequency error (ppm).
         poll: seconds between polls.
@@ -91,6 +91,10 @@ class Client:
     def skew(self, offset=0.0, ppm=0.0):
         """Make its clock read host + ``offset``, drifting ``ppm``."""
         self.clock.skew(offset, ppm)
+
+    def sources(self):
+        """Its upstreams as ``chronyc sources`` shows them: followed, truechimer, falseticker (see :meth:`Syncer.sources`)."""
+        return self.syncer.sources()
 
     def set_time(self, when):
         """Set its clock, as an administrator would.

@@ -12,6 +12,10 @@ piecewise linear in host time and has two parts kept apart on purpose:
 Keeping the discipline separate lets the clock filter re-express old samples in the
 current clock ("what would this sample say now"), as ntpd does after it adjusts.
 
+Every change is also logged in ``events`` (:class:`ClockEvent`: a skew or set_time
+imposed from outside, a step or slew NTP made), so that a plot can mark when a clock
+was stepped or slewed and a check can read what was done to it.
+
 The hot path (the server answering requests) reads one tuple, ``params``, and computes
 ``offset = a + b*(h - h0)`` before ``h_end`` and ``a_end + b_end*(h - h_end)`` after it,
 so a reading costs a few float operations and no lock.
@@ -25,6 +29,8 @@ refused from there on, and rates beyond chrony's ``maxdrift`` (500,000 ppm), and
 anything that is not a finite number.
 """
 
+import collections
+import dataclasses
 import datetime
 import math
 import numbers
@@ -86,6 +92,28 @@ def from_ntp(timestamp):
     return timestamp / 4294967296.0 - NTP_DELTA
 
 
+MAX_EVENTS = 1000     # a clock keeps its last this many events
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockEvent:
+    """One change of a clock.
+
+    Attributes:
+        t: host time of the change (Unix seconds).
+        kind: ``"skew"`` or ``"set_time"`` (imposed on the clock), ``"step"`` or ``"slew"`` (NTP's corrections).
+        amount: seconds the change moves the clock by (a slew: in total, over ``duration``).
+        offset: the clock's offset from the host clock right after the change (a slew: before it runs).
+        duration: seconds a slew takes (0 for the others).
+    """
+
+    t: float
+    kind: str
+    amount: float
+    offset: float
+    duration: float = 0.0
+
+
 class Clock:
     """A clock that reads the host clock plus an adjustable error and an NTP discipline.
 
@@ -109,6 +137,7 @@ class Clock:
         self._slew_end = h
         self.steps = 0
         self.epoch = 0  # bumped by every jump (step, skew, set_time): older samples are void
+        self.events = collections.deque(maxlen=MAX_EVENTS)
         self._publish()
 
     # --- reading --------------------------------------------------------------------
@@ -179,9 +208,11 @@ class Clock:
         check_seconds(target - self._host() if math.isfinite(target) else target, "the time set (as an offset)")
         with self._lock:
             h = self._rebase()
-            self._err_off += target - (h + self._offset_now(h))
+            jump = target - (h + self._offset_now(h))
+            self._err_off += jump
             self.epoch += 1
             self._publish()
+            self._log(h, "set_time", jump)
 
     def skew(self, offset=0.0, ppm=0.0):
         """Make this clock read ``host + offset`` now and drift by ``ppm``; forgets NTP's corrections.
@@ -194,6 +225,8 @@ class Clock:
         """
         offset, ppm = check_seconds(offset, "offset"), check_ppm(ppm)
         with self._lock:
+            # from the clock's own state, not the published tuple (which a failure may have spoiled)
+            before = self._offset_now(self._host())
             self._h0 = self._host()
             self._err_off = offset
             self._err_rate = ppm * 1e-6
@@ -201,6 +234,7 @@ class Clock:
             self._slew_end = self._h0
             self.epoch += 1
             self._publish()
+            self._log(self._h0, "skew", float(offset) - before)
 
     def step(self, amount):
         """Jump the clock by ``amount`` seconds now (NTP's step for a large offset).
@@ -218,6 +252,7 @@ class Clock:
             self.steps += 1
             self.epoch += 1
             self._publish()
+            self._log(self._h0, "step", amount)
 
     def slew(self, amount, duration):
         """Add ``amount`` seconds gradually over ``duration`` seconds, replacing any slew under way.
@@ -233,6 +268,7 @@ class Clock:
             self._slew_rate = amount / duration
             self._slew_end = self._h0 + duration
             self._publish()
+            self._log(self._h0, "slew", amount, duration)
 
     def adjust_frequency(self, delta_ppm, limit_ppm):
         """Change the learned frequency correction by ``delta_ppm``, clamped to ±``limit_ppm``.
@@ -249,6 +285,10 @@ class Clock:
             self._publish()
 
     # --- internals ------------------------------------------------------------------
+
+    def _log(self, h, kind, amount, duration=0.0):
+        # the offset right after a change; a slew's is the offset it starts from
+        self.events.append(ClockEvent(h, kind, amount, self._offset_now(h), duration))
 
     def _discipline_at(self, h):
         slewed = self._slew_rate * (min(h, self._slew_end) - self._h0) if h > self._h0 else 0.0

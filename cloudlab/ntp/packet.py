@@ -163,12 +163,18 @@ class Sample:
 
     Attributes: ``t1``..``t4`` (Unix seconds on the client's/server's clocks), ``offset``,
     ``delay``, ``stratum``, ``leap``, ``refid`` (4 bytes), ``root_delay``,
-    ``root_dispersion``, ``host_time`` (host clock at t4), ``stats`` (ntplib's NTPStats).
+    ``root_dispersion``, ``host_time`` (host clock at t4), ``stats`` (ntplib's NTPStats),
+    ``request_data`` and ``reply_data`` (the two UDP payloads, bytes), ``client_port``
+    (the UDP port the request left from) and ``server`` (the ``(address, port)`` that answered).
     """
 
-    def __init__(self, stats, host_time):
+    def __init__(self, stats, host_time, request_data=b"", reply_data=b"", client_port=None, server=None):
         self.stats = stats
         self.host_time = host_time
+        self.request_data = request_data
+        self.reply_data = reply_data
+        self.client_port = client_port
+        self.server = server
         self.t1 = stats.orig_timestamp - NTP_DELTA
         self.t2 = stats.recv_timestamp - NTP_DELTA
         self.t3 = stats.tx_timestamp - NTP_DELTA
@@ -199,6 +205,18 @@ class Sample:
     def refid_text(self):
         """The reference ID as text: a code at stratum 0/1, an IPv4 address above."""
         return refid_text(self.refid, self.stratum)
+
+    @property
+    def request(self):
+        """The request this client sent, decoded field by field (:class:`~cloudlab.ntp.fields.Packet`)."""
+        from .fields import decode
+        return decode(self.request_data)
+
+    @property
+    def reply(self):
+        """The server's reply, decoded field by field (:class:`~cloudlab.ntp.fields.Packet`)."""
+        from .fields import decode
+        return decode(self.reply_data)
 
     def __repr__(self):
         return (f"<Sample offset={self.offset * 1e3:+.3f} ms delay={self.delay * 1e3:.3f} ms "
@@ -231,6 +249,7 @@ def exchange(host, port, clock=None, timeout=1.0, version=4):
         request = ntplib.NTPPacket(version=version, mode=MODE_CLIENT, tx_timestamp=t1 % ERA_S).to_data()
         try:
             sock.sendto(request, addr)
+            client_port = sock.getsockname()[1]
             while True:
                 sock.settimeout(max(1e-3, deadline - time.monotonic()))
                 data, anc, _, src = sock.recvmsg(1024, ANC_SIZE)
@@ -249,4 +268,4 @@ def exchange(host, port, clock=None, timeout=1.0, version=4):
     resolve_eras(stats, t1)
     stats.orig_timestamp = t1      # exactly what we sent, era included
     stats.dest_timestamp = h4 + offset_at(h4) + NTP_DELTA
-    return Sample(stats, h4)
+    return Sample(stats, h4, request_data=request, reply_data=data[:PACKET_LEN], client_port=client_port, server=src[:2])

@@ -83,7 +83,7 @@ class NTPServer:
     Args:
         address: address to bind; ``127.0.0.1`` by default (the traffic rule).
         port: UDP port; 0 picks a free one (123 needs root).
-        upstreams: ``["host:port", ...]`` to sync from; none makes a stratum 1 server.
+        upstreams: servers to sync from (``"host:port"`` strings or lab servers); none makes a stratum 1 server.
         offset: initial clock error in seconds (the clock reads host + offset).
         ppm: initial frequency error in ppm.
         poll: seconds between polls of the upstreams.
@@ -230,6 +230,11 @@ class NTPServer:
     def now(self):
         """This server's clock now (Unix seconds)."""
         return self.clock.now()
+
+    def sources(self):
+        """Its upstreams as ``chronyc sources`` shows them (see :meth:`Syncer.sources`); empty at stratum 1."""
+        from .sync import Sources
+        return self.syncer.sources() if self.syncer else Sources()
 
     def set_time(self, when):
         """Set this server's clock, as an administrator does (see :meth:`Clock.set_time`).

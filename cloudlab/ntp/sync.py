@@ -16,8 +16,12 @@ sample changes the clock).  Then, like ntpd and chrony:
   frequency error: a fraction of it is added to the clock's frequency correction (a
   frequency-locked loop), so a clock that drifts by some ppm stops drifting.
 
-The best synchronised upstream (lowest stratum, then lowest root distance) gives
-this clock its stratum (+1), reference ID (the upstream's IPv4 address), root delay
+With several upstreams, the intersection algorithm (:mod:`cloudlab.ntp.select`) first
+sorts out **falsetickers**: sources whose interval θ ± root distance misses the one a
+majority shares are ignored (and with no majority nobody is followed).  ``sources()``
+shows each upstream's state as ``chronyc sources`` does: ``*`` followed, ``+`` a
+truechimer, ``x`` a falseticker, ``?`` no usable sample.  Of the truechimers, the best
+(lowest stratum, then lowest root distance) gives this clock its stratum (+1), reference ID (the upstream's IPv4 address), root delay
 (upstream's + δ) and root dispersion (upstream's + δ/2 + precision + PHI·age).  With
 no usable upstream in the last ``unreachable_after`` polls the clock is unsynchronised:
 leap 3, stratum 16, as chrony reports it.
@@ -29,6 +33,7 @@ import time
 
 from ..errors import CloudlabError, InvalidInput
 from .packet import LEAP_NONE, LEAP_UNSYNC, PHI, PRECISION, STRATUM_UNSYNC, exchange
+from .select import MIN_DISTANCE, intersect
 
 STEP_THRESHOLD = 0.128
 MAX_SLEW_PPM = 50_000
@@ -46,13 +51,16 @@ class Upstream:
     Args:
         host: address (or name) of the server.
         port: its UDP port.
+        name: what to call it in ``sources()`` (``host:port`` by default).
     Raises:
         InvalidInput: the name does not resolve to an IPv4 address.
     """
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, name=None):
         self.host = host
         self.port = int(port)
+        self.name = name or f"{host}:{self.port}"
+        self.state = "?"        # as chronyc shows it: * followed, + truechimer, x falseticker, ? no sample
         try:
             # the reference ID of whoever syncs from this upstream is its IPv4 address
             self.address = socket.gethostbyname(host)
@@ -114,7 +122,7 @@ class Syncer:
         if not poll or poll <= 0:
             raise InvalidInput(f"poll interval must be positive, not {poll!r}", fix="e.g. poll=1.0")
         self.clock = clock
-        self.upstreams = [Upstream(*(u if isinstance(u, tuple) else parse_address(u))) for u in upstreams]
+        self.upstreams = [_upstream(u) for u in upstreams]
         if not self.upstreams:
             raise InvalidInput("a syncer needs at least one upstream server", fix="e.g. upstreams=['127.0.0.1:12300']")
         self.poll = float(poll)
@@ -228,14 +236,21 @@ class Syncer:
     def _select_and_adjust(self):
         candidates = []
         for up in self.upstreams:
+            up.state = "?"
             if up.reach & 1 and up.samples:
                 sample, theta = self._best(up)
                 distance = sample.root_delay / 2 + sample.root_dispersion + sample.delay / 2
                 candidates.append((sample.stratum, distance, up, sample, theta))
         if not candidates:
             return None
-        candidates.sort(key=lambda c: (c[0], c[1]))
+        chimers, _ = intersect([(c[4], c[1]) for c in candidates])
+        for i, c in enumerate(candidates):
+            c[2].state = "+" if i in chimers else "x"
+        if not chimers:
+            return None         # no majority agrees: follow nobody rather than a liar
+        candidates = sorted((candidates[i] for i in chimers), key=lambda c: (c[0], c[1]))
         _, _, up, sample, theta = candidates[0]
+        up.state = "*"
         self.missed = 0
         self.system_peer = up
         fresh = sample is not up.last_used
@@ -281,6 +296,22 @@ class Syncer:
         self.stratum = STRATUM_UNSYNC
         self.system_peer = None
 
+    def sources(self):
+        """Every upstream as ``chronyc sources`` lists it: a :class:`Sources` table (a list of dicts).
+
+        Each row: ``name``, ``state`` (``*``, ``+``, ``x`` or ``?``), ``stratum``, ``reach`` (octal,
+        as chronyc prints it), ``offset`` (θ of its best sample, seconds, or None) and ``error``
+        (the ± its interval spans: root distance, at least the selection's minimum).
+        """
+        rows = []
+        for up in self.upstreams:
+            sample, theta = self._best(up) if up.samples else (up.last, None)
+            distance = None if sample is None or theta is None else \
+                max(sample.root_delay / 2 + sample.root_dispersion + sample.delay / 2, MIN_DISTANCE)
+            rows.append({"name": up.name, "state": up.state, "stratum": sample.stratum if sample else None,
+                         "reach": f"{up.reach:o}", "offset": theta, "error": distance})
+        return Sources(rows)
+
     @property
     def refid_text(self):
         """Reference ID as text: the upstream's address, or ``INIT`` before the first sync."""
@@ -291,3 +322,41 @@ class Syncer:
         if not self.synchronised:
             return self.root_dispersion
         return self.root_dispersion + PHI * max(0.0, self.clock.now() - self.ref_time)
+
+
+def _upstream(spec):
+    """An :class:`Upstream` from ``"host:port"``, ``(host, port)`` or a lab server (anything with ``url`` and ``name``)."""
+    if isinstance(spec, tuple):
+        return Upstream(*spec)
+    if hasattr(spec, "url"):
+        return Upstream(*parse_address(spec.url), name=getattr(spec, "name", None))
+    return Upstream(*parse_address(spec))
+
+
+def _seconds(value):
+    if value is None:
+        return "-"
+    magnitude = abs(value)
+    if magnitude < 5e-7:
+        return "0 µs"
+    if magnitude >= 0.1:
+        return f"{value:+.3f} s"
+    if magnitude >= 1e-4:
+        return f"{value * 1e3:+.1f} ms"
+    return f"{value * 1e6:+.0f} µs"
+
+
+class Sources(list):
+    """The rows of :meth:`Syncer.sources`; prints as a table like ``chronyc sources``."""
+
+    def __str__(self):
+        width = max([len("source")] + [len(r["name"]) for r in self])
+        lines = [f"S {'source'.ljust(width)}  stratum  reach  offset      ± error",
+                 "-" * (width + 40)]
+        for r in self:
+            stratum = "-" if r["stratum"] is None else str(r["stratum"])
+            error = "" if r["error"] is None else _seconds(r["error"]).lstrip("+")
+            lines.append(f"{r['state']} {r['name'].ljust(width)}  {stratum:>7}  {r['reach']:>5}  "
+                         f"{_seconds(r['offset']):<10}  {error}")
+        lines.append("state: * followed, + truechimer (agrees), x falseticker (rejected), ? no usable sample")
+        return "\n".join(lines)

@@ -10,9 +10,14 @@ is no directory tree to mount and no block device: the API is the whole interfac
     conn = store.connection()             # python-swiftclient
     s3 = store.s3_client()                # boto3, same data
 
-The pieces: ``storage`` (the crash-safe on-disk store), ``auth`` (TempAuth users,
-tokens, S3 keys), ``swift`` (Swift API v1), ``s3`` (the S3 view), ``server`` (the
-aiohttp application and its runner), ``cli`` (``python -m cloudlab object-store``).
+The pieces: ``storage`` (the crash-safe on-disk store, with versions), ``commit`` (group
+commit of small uploads), ``files`` (temp files and durable writes), ``auth`` (TempAuth
+users, tokens, S3 keys), ``access`` (S3 ACLs and bucket policies, Swift ACLs), ``swift``
+(Swift API v1), ``s3`` (the S3 view), ``sigv4`` (AWS Signature V4), ``multipart`` (S3
+multipart uploads), ``form_upload`` (S3 POST Object from a browser form), ``server`` (the
+aiohttp application and its runner), ``cli`` (``python -m cloudlab object-store``),
+``wire`` (one raw HTTP request, shown as a transcript) and ``swift_cli`` (the real
+``swift`` command line).
 """
 
 import shutil
@@ -20,6 +25,8 @@ import shutil
 from ..errors import MissingPrerequisite
 from .auth import Users
 from .server import ObjectStoreServer
+from .swift_cli import run_swift
+from .wire import exchange
 
 __all__ = ["ObjectStore", "ObjectStoreServer", "Users"]
 
@@ -37,6 +44,7 @@ class ObjectStore:
     def __init__(self, lab, host="127.0.0.1", port=0, users=None):
         self.lab = lab
         self.root = lab.home / "object_store"
+        self.files = lab.home / "object_store_files"      # the learner's local files (removed by stop)
         self.server = ObjectStoreServer(self.root, host=host, port=port, users=users)
 
     def start(self):
@@ -53,6 +61,7 @@ class ObjectStore:
         self.server.stop()
         if remove_data:
             shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(self.files, ignore_errors=True)
 
     @property
     def url(self):
@@ -110,6 +119,34 @@ class ObjectStore:
                         retries={"max_attempts": 1})
         return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=user,
                             aws_secret_access_key=key, region_name="us-east-1", config=config)
+
+    def exchange(self, method, url, headers=None, body=None, read=()):
+        """Send one raw HTTP request to the store; returns an Exchange that prints like ``curl -v``.
+
+        Args:
+            method: HTTP verb (GET, HEAD, PUT, POST, DELETE, COPY).
+            url: a full URL on this store, e.g. ``store.storage_url() + "/photos"``.
+            headers: request headers; body: bytes or str.
+            read: header names (``*`` patterns) the transcript marks as the ones to read.
+        Raises:
+            InvalidInput: not a loopback URL. NotFound: nothing listens there.
+        """
+        return exchange(method, url, headers, body, read=read)
+
+    def swift(self, *args, user=None):
+        """Run the real ``swift`` command line against this store, in the folder ``files``.
+
+        Args:
+            args: the command's arguments, e.g. ``"upload", "photos", "notes.txt"``.
+            user: the login (the first user by default).
+        Returns:
+            a :class:`~cloudlab.object_store.swift_cli.SwiftRun` that prints like a terminal.
+        Raises:
+            MissingPrerequisite: the command is not installed; NotFound: no such user.
+        """
+        user, key = self._credentials(user)
+        self.files.mkdir(parents=True, exist_ok=True)
+        return run_swift(self.auth_url, user, key, args, cwd=self.files)
 
     def __repr__(self):
         return f"<ObjectStore {self.url}>"

@@ -114,6 +114,13 @@ class Users:
             self._tokens[token] = (user.storage_account, now + self.token_ttl, user.name)
         return token, self.token_ttl
 
+    def identity_for_token(self, token):
+        """``(storage account, "account:user")`` of a valid token's user, or None (unknown or expired)."""
+        entry = self._tokens.get(token)
+        if entry is None or entry[1] <= time.time():
+            return None
+        return entry[0], entry[2]
+
     def account_for_token(self, token):
         """The storage account a valid token gives access to, or None (unknown or expired)."""
         entry = self._tokens.get(token)

@@ -5,6 +5,7 @@ SIGINT (Ctrl-C).  Benchmarks and the crash test start it this way, as a process
 of its own that they can kill.
 """
 
+import logging
 import sys
 
 from .server import ObjectStoreServer
@@ -24,6 +25,12 @@ def add_arguments(parser):
 
 def main(args):
     """Run the server until it is told to stop; returns the exit status."""
+    # one line per refused request (cloudlab.object_store), warnings and errors of the rest;
+    # aiohttp's own parser errors are answered 400 and need no traceback in the log
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
     users = None
     if args.user:
         users = {}

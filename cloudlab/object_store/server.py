@@ -19,6 +19,7 @@ formatting one line per request costs more than a small GET.
 import asyncio
 import importlib
 import itertools
+import logging
 import os
 import secrets
 import signal
@@ -36,6 +37,7 @@ from .swift import SwiftAPI, SwiftError, error_response
 
 STORE_KEY = web.AppKey("store", Store)
 USERS_KEY = web.AppKey("users", Users)
+log = logging.getLogger("cloudlab.object_store")
 
 
 _TX_SESSION = secrets.token_hex(6)       # 12 random hex digits per server process
@@ -70,6 +72,29 @@ def is_s3_request(request):
     return "X-Amz-Signature" in request.query or "X-Amz-Credential" in request.query
 
 
+def route(request):
+    """Which view serves a request: ``"auth"``, ``"info"``, ``"swift"`` or ``"s3"``.
+
+    Decided on whole path segments, so that a bucket called ``information`` or
+    ``authors`` is S3's: ``/v1/...`` and ``/v1.0/...`` are always Swift (neither is a
+    valid bucket name); ``/auth/...`` and ``/info`` are Swift's unless the request is
+    signed the AWS way; everything else is S3, signed or anonymous.
+    """
+    path = request.raw_path.split("?", 1)[0]
+    segments = path.lstrip("/").split("/", 2)
+    first = segments[0]
+    if first == "v1.0" and len(segments) == 1:
+        return "auth"                   # TempAuth's alternative login path
+    if first in ("v1", "v1.0"):
+        return "swift"
+    if not is_s3_request(request):
+        if first == "auth":
+            return "auth"
+        if first == "info" and len(segments) == 1:
+            return "info"
+    return "s3"
+
+
 def split_path(raw_path):
     """Decode a raw request path into its segments: ``(version, account, container, object)``.
 
@@ -87,6 +112,30 @@ def split_path(raw_path):
     return path.lstrip("/").split("/", 3)
 
 
+def undecodable_header(headers):
+    """The name of the first header whose value is not valid UTF-8, or None.
+
+    aiohttp decodes header bytes as UTF-8 and keeps undecodable bytes as lone
+    surrogates, which no later ``encode()`` accepts: such a request is refused
+    at the door (400 naming the header) instead of failing deep inside.
+    """
+    for name, value in headers.items():
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
+def _log_rejected(request, status, tx, detail=""):
+    # one line per refused request: enough to find it, never a traceback
+    path = request.raw_path
+    if len(path) > 200:
+        path = path[:200] + "..."
+    log.info("%s %r -> %d %s%s", request.method, path, status, tx, f": {detail}" if detail else "")
+
+
 def make_app(store, users, s3_handler=None):
     """The aiohttp application serving ``store`` to ``users`` through the Swift and S3 views.
 
@@ -101,29 +150,48 @@ def make_app(store, users, s3_handler=None):
 
     async def dispatch(request):
         tx = trans_id()
+        detail = ""
         try:
-            if is_s3_request(request) and not request.raw_path.startswith(("/v1/", "/auth/", "/info")):
+            view = route(request)
+            if view == "s3":
                 if s3 is None:
                     raise SwiftError(501, "the S3 view is not installed (cloudlab.object_store.s3)")
                 response = await s3(request, store, users)
             else:
-                parts = split_path(request.raw_path)
-                head = parts[0]
-                if head in ("auth", "v1.0") and (head == "v1.0" or parts[1:2] in (["v1.0"], ["v1"])):
+                bad = undecodable_header(request.headers)
+                if bad is not None:
+                    raise SwiftError(400, f"the {bad} header is not valid UTF-8",
+                                     fix=f"send {bad} as UTF-8 text (percent-encode other bytes)")
+                if view == "auth":
                     response = await swift.auth(request)
-                elif head == "info" and len(parts) == 1:
+                elif view == "info":
                     response = await swift.info(request)
-                elif head in ("v1", "v1.0"):
-                    response = await swift.handle(request, parts[1:])
                 else:
-                    raise SwiftError(404, "no such resource: Swift paths start with /v1/, /auth/v1.0 or /info")
+                    response = await swift.handle(request, split_path(request.raw_path)[1:])
         except SwiftError as exc:
-            response = error_response(exc.status, exc.message, exc.headers)
+            detail = exc.message
+            response = error_response(exc.status, exc.message, exc.headers, exc.fix)
         except CloudlabError as exc:
-            response = error_response(400, exc.message)
-        response.headers["Server"] = "cloudlab"
-        response.headers["X-Trans-Id"] = tx
-        response.headers["X-Openstack-Request-Id"] = tx
+            detail = exc.message
+            response = error_response(400, exc.message, fix=exc.fix)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:    # a bug: one line in the log, an answer without a traceback
+            where = exc.__traceback__
+            while where.tb_next is not None:
+                where = where.tb_next
+            detail = (f"unexpected {type(exc).__name__}: {exc} "
+                      f"({os.path.basename(where.tb_frame.f_code.co_filename)}:{where.tb_lineno})")
+            log.error("%s %r failed with %s", request.method, request.raw_path[:200], detail)
+            response = error_response(500, f"the store met an unexpected error (transaction {tx}); "
+                                           "it is in the store's log")
+            response.headers["Connection"] = "close"
+        if not response.prepared:
+            response.headers["Server"] = "cloudlab"
+            response.headers["X-Trans-Id"] = tx
+            response.headers["X-Openstack-Request-Id"] = tx
+        if response.status >= 400:
+            _log_rejected(request, response.status, tx, detail)
         return response
 
     app = web.Application(client_max_size=2 << 20)

@@ -13,7 +13,16 @@ accounts carry ``X-Container-Meta-*`` / ``X-Account-Meta-*`` and their usage in
 ``X-Container-Object-Count``, ``X-Account-Bytes-Used`` ...  Status codes follow
 OpenStack's Object Storage API reference: 201 created, 202 accepted, 204 no content,
 304/412 for conditional requests, 400/411/413/416/422 for bad requests, 401 without
-a valid token, 403 for another account, 404, 409 for a non-empty container.
+a valid token (with ``WWW-Authenticate``), 403 for what the token's user may not do,
+404, 406 for an Accept no listing format fits, 409 for a non-empty container, 501 for
+what is not implemented (large-object manifests, the legacy versioning headers).
+
+Who may do what: the account's owner everything; others what an account ACL
+(``X-Account-Access-Control``) or a container ACL (``X-Container-Read``,
+``X-Container-Write``, see :mod:`.access`) grants, so a container with ``.r:*`` is
+readable without any token.  Versioning (``X-Versions-Enabled: true``) keeps every
+older version (``?version-id=``, ``?versions`` listings), and ``X-Delete-At`` /
+``X-Delete-After`` make an object expire.
 """
 
 import email.utils
@@ -23,14 +32,16 @@ import json
 import math
 import mimetypes
 import re
+import secrets
 import time
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
+from . import access
 from .storage import (CHUNK, INLINE_READ, MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME,
-                      ContainerNotEmpty, EtagMismatch, InvalidInput, NotFound, TooLarge)
+                      ContainerBusy, ContainerNotEmpty, EtagMismatch, InvalidInput, NotFound, TooLarge)
 
 # Swift's default constraints (swift/common/constraints.py); /info publishes them
 LIMITS = {
@@ -47,13 +58,17 @@ LIMITS = {
     "max_container_name_length": MAX_CONTAINER_NAME,
     "extra_header_count": 0,
 }
-# object headers kept with the object besides metadata (Swift's allowed_headers default,
-# less X-Delete-At and X-Object-Manifest: expiry and manifests are not implemented, and
-# keeping a header whose behaviour is missing would mislead)
+# object headers kept with the object besides metadata (Swift's allowed_headers default);
+# X-Delete-At is kept too (see _kept_headers), X-Object-Manifest is refused (501)
 KEPT_HEADERS = ("content-disposition", "content-encoding", "content-language", "cache-control",
                 "expires", "x-robots-tag")
 SMALL_BODY = 1 << 20        # bodies up to this size are read whole, then written in one step
 RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+MAX_RANGES = 50             # more ranges than this in one request: the whole object is sent (as Swift)
+MAX_DIGITS = 20             # a byte position with more digits is past any object (and past int()'s limit)
+LEVEL = web.RequestKey("level", str)            # what the request's user may do here (SwiftAPI.check)
+IDENTITY = web.RequestKey("identity", object)   # (storage account, login) of its token, or None
+UNKNOWN_REALM = {"WWW-Authenticate": 'Swift realm="unknown"'}
 
 
 def info():
@@ -89,17 +104,20 @@ def iso_time(ts):
 class SwiftError(Exception):
     """An HTTP error answer of the Swift view: status and a short explanation."""
 
-    def __init__(self, status, message, headers=None):
+    def __init__(self, status, message, headers=None, fix=None):
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.fix = fix
         super().__init__(message)
 
 
-def error_response(status, message, headers=None):
-    """A plain-text error response as Swift sends them (``<reason>: <detail>``)."""
+def error_response(status, message, headers=None, fix=None):
+    """A plain-text error response as Swift sends them (``<reason>: <detail>``, then ``fix: ...``)."""
     reason = web.Response(status=status).reason
     body = f"{reason}: {message}\n" if message else f"{reason}\n"
+    if fix:
+        body += f"fix: {fix}\n"
     return web.Response(status=status, text=body if status not in (204, 304) else None,
                         headers=headers)
 
@@ -142,38 +160,65 @@ def _meta_headers(kind, metadata):
 
 
 def _listing_params(request, max_limit):
+    """The listing parameters of a GET on an account or container, checked as Swift does (412 when wrong)."""
     q = request.query
     limit = max_limit
     given = q.get("limit")
-    if given is not None and given.isdigit():
+    if given is not None:
+        if not given.isdigit() or len(given) > 12:
+            raise SwiftError(412, f"Value of limit must be a positive integer, not {given!r}")
         limit = int(given)
         if limit > max_limit:
             raise SwiftError(412, f"Maximum limit is {max_limit}")
     delimiter = q.get("delimiter") or None
-    if delimiter and (len(delimiter) > 1 or ord(delimiter) > 254):
-        raise SwiftError(412, "Bad delimiter")
     prefix = q.get("prefix", "")
     path = q.get("path")
     if path is not None:
         # the old "path" query: the direct children of a pseudo-directory
         prefix, delimiter = (path.rstrip("/") + "/" if path else ""), "/"
-    for name, value in (("prefix", prefix), ("marker", q.get("marker")), ("end_marker", q.get("end_marker"))):
+    for name, value in (("prefix", prefix), ("marker", q.get("marker")), ("end_marker", q.get("end_marker")),
+                        ("delimiter", delimiter)):
         if value and "\x00" in value:
             raise SwiftError(412, f"{name} contains a NUL character")
+    reverse = q.get("reverse", "").lower() in ("true", "1", "yes", "on", "t", "y")
     return dict(prefix=prefix, delimiter=delimiter, marker=q.get("marker") or None,
-                end_marker=q.get("end_marker") or None, limit=limit)
+                end_marker=q.get("end_marker") or None, limit=limit, reverse=reverse)
+
+
+FORMATS = {"json": "application/json", "xml": "application/xml", "plain": "text/plain"}
+OFFERED = ("text/plain", "application/json", "application/xml", "text/xml")
 
 
 def _out_format(request):
+    """The listing format: ``?format=`` if given, else the best match of ``Accept`` (406 if none fits)."""
     fmt = request.query.get("format", "").lower()
-    if fmt in ("json", "xml", "plain"):
-        return fmt
+    if fmt:
+        return fmt if fmt in FORMATS else "plain"
     accept = request.headers.get("Accept", "")
-    if "application/json" in accept:
-        return "json"
-    if "application/xml" in accept or "text/xml" in accept:
-        return "xml"
-    return "plain"
+    if not accept.strip():
+        return "plain"
+    best, best_q = None, 0.0
+    for i, item in enumerate(accept.split(",")):
+        media, *params = [x.strip() for x in item.split(";")]
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        for offer in OFFERED:
+            kind, _, sub = offer.partition("/")
+            m_kind, _, m_sub = media.lower().partition("/")
+            if media == "*/*" or (m_kind == kind and m_sub in (sub, "*")):
+                if quality > best_q:
+                    best, best_q = offer, quality
+                break
+    if best is None:
+        raise SwiftError(406, f"no listing format matches Accept: {accept!r}",
+                         fix="accept text/plain, application/json or application/xml (or use ?format=)")
+    return {"text/plain": "plain", "application/json": "json"}.get(best, "xml")
 
 
 def _listing_response(request, fmt, kind, name, entries, headers):
@@ -187,8 +232,12 @@ def _listing_response(request, fmt, kind, name, entries, headers):
                 items.append({"name": e.name, "count": e.count, "bytes": e.size,
                               "last_modified": iso_time(e.timestamp)})
             else:
-                items.append({"name": e.name, "hash": e.etag, "bytes": e.size,
-                              "content_type": e.content_type, "last_modified": iso_time(e.timestamp)})
+                item = {"name": e.name, "hash": e.etag, "bytes": e.size,
+                        "content_type": e.content_type, "last_modified": iso_time(e.timestamp)}
+                if e.version_id is not None:
+                    item["version_id"] = e.version_id
+                    item["is_latest"] = e.is_latest
+                items.append(item)
         return web.Response(status=200, body=json.dumps(items).encode(), headers=headers,
                             content_type="application/json", charset="utf-8")
     if fmt == "xml":
@@ -236,10 +285,10 @@ class SwiftAPI:
         login = h.get("X-Auth-User") or h.get("X-Storage-User")
         key = h.get("X-Auth-Key") or h.get("X-Storage-Pass")
         if not login or key is None:
-            raise SwiftError(401, "send X-Auth-User (account:user) and X-Auth-Key")
+            raise SwiftError(401, "send X-Auth-User (account:user) and X-Auth-Key", UNKNOWN_REALM)
         user = self.users.authenticate(login, key)
         if user is None:
-            raise SwiftError(401, f"unknown user or wrong key for {login!r}")
+            raise SwiftError(401, f"unknown user or wrong key for {login!r}", UNKNOWN_REALM)
         token, ttl = self.users.issue_token(user)
         url = f"{request.scheme}://{request.host}/v1/{user.storage_account}"
         return web.Response(status=200, headers={
@@ -252,16 +301,66 @@ class SwiftAPI:
             raise SwiftError(405, "use GET /info", {"Allow": "GET, HEAD"})
         return web.json_response(info())
 
-    def authorize(self, request, account):
-        """Check the request's token against ``account``; raises SwiftError 401 or 403."""
+    def identity(self, request, account):
+        """``(storage account, login)`` of the request's token; None when it carries none.
+
+        Raises:
+            SwiftError: 401 (with WWW-Authenticate) for a token that is unknown or expired.
+        """
         token = request.headers.get("X-Auth-Token") or request.headers.get("X-Storage-Token")
         if not token:
-            raise SwiftError(401, "send X-Auth-Token (get one from GET /auth/v1.0)")
-        allowed = self.users.account_for_token(token)
-        if allowed is None:
-            raise SwiftError(401, "the token is unknown or has expired; authenticate again")
-        if allowed != account:
-            raise SwiftError(403, f"the token is for account {allowed}, not {account}")
+            return None
+        found = self.users.identity_for_token(token)
+        if found is None:
+            raise SwiftError(401, "the token is unknown or has expired; authenticate again",
+                             {"WWW-Authenticate": f'Swift realm="{quote(account)}"'})
+        return found
+
+    def _denied(self, identity, account, what):
+        if identity is None:
+            return SwiftError(401, f"{what} needs a token: send X-Auth-Token (get one from GET /auth/v1.0)",
+                              {"WWW-Authenticate": f'Swift realm="{quote(account)}"'})
+        return SwiftError(403, f"{identity[1]} may not {what} in account {account}",
+                          fix="the account's owner can grant it (X-Container-Read, X-Container-Write or "
+                              "X-Account-Access-Control)")
+
+    async def account_level(self, identity, account):
+        """"owner", "admin", "read-write", "read-only" or None: what ``identity`` may do in ``account``."""
+        if identity is not None and identity[0] == account:
+            return "owner"
+        if identity is None:
+            return None
+        config = await self.store.account_config(account)
+        return access.account_acl_level(config.get("acl"), identity)
+
+    async def check(self, request, identity, account, container=None, obj=None, write=False):
+        """Raise 401/403 unless ``identity`` may read (or ``write``) the account, container or object.
+
+        The account's owner may do anything; an account ACL grants read-only,
+        read-write or admin access to the whole account; a container's
+        X-Container-Read / X-Container-Write grant its objects (and its listing).
+        """
+        level = await self.account_level(identity, account)
+        if level in ("owner", "admin"):
+            return level
+        if level == "read-write" and (container or not write):
+            return level
+        if level == "read-only" and not write:
+            return level
+        if container:
+            try:
+                config = (await self.store.container_info(account, container)).config
+            except (NotFound, InvalidInput):
+                config = {}
+            if write and obj:
+                if access.swift_acl_allows(config.get("write", []), identity, None):
+                    return "acl"
+            elif not write:
+                if access.swift_acl_allows(config.get("read", []), identity, request.headers.get("Referer"),
+                                           listing=not obj):
+                    return "acl"
+        verb = "write to" if write else "read"
+        raise self._denied(identity, account, f"{verb} {container + '/' + obj if obj else container or 'the account'}")
 
     # ---- dispatch ------------------------------------------------------------------
 
@@ -270,11 +369,14 @@ class SwiftAPI:
         account = parts[0] if parts else ""
         if not account:
             raise SwiftError(400, "the path needs an account: /v1/<account>")
-        self.authorize(request, account)
+        identity = self.identity(request, account)
         if len(account.encode()) > MAX_ACCOUNT_NAME:
             raise SwiftError(400, f"Account name length of {len(account.encode())} longer than {MAX_ACCOUNT_NAME}")
         container = parts[1] if len(parts) > 1 else ""
         obj = parts[2] if len(parts) > 2 else ""
+        if obj and not container:
+            raise SwiftError(400, "the path has an empty container name: /v1/<account>//<object>",
+                             fix="name the container: /v1/<account>/<container>/<object>")
         method = request.method
         if obj:
             handler = getattr(self, f"object_{method.lower()}", None)
@@ -293,11 +395,15 @@ class SwiftAPI:
         if obj and len(obj.encode()) > MAX_OBJECT_NAME:
             raise SwiftError(400, f"Object name length of {len(obj.encode())} longer than {MAX_OBJECT_NAME}")
         try:
+            write = method not in ("GET", "HEAD", "COPY")      # COPY reads here, writes at its Destination
+            request[LEVEL] = await self.check(request, identity, account, container or None, obj or None,
+                                                write=write)
+            request[IDENTITY] = identity
             return await handler(request, *args)
         except NotFound as exc:
             raise SwiftError(404, exc.message) from None
-        except ContainerNotEmpty as exc:
-            raise SwiftError(409, exc.message) from None
+        except (ContainerNotEmpty, ContainerBusy) as exc:
+            raise SwiftError(409, exc.message, fix=exc.fix) from None
         except EtagMismatch as exc:
             raise SwiftError(422, exc.message) from None
         except TooLarge as exc:
@@ -311,35 +417,49 @@ class SwiftAPI:
 
     # ---- account -------------------------------------------------------------------
 
-    async def _account_headers(self, account):
+    async def _account_headers(self, account, level=None):
         a = await self.store.account_info(account)
         headers = {"X-Account-Container-Count": str(a.container_count),
                    "X-Account-Object-Count": str(a.object_count),
                    "X-Account-Bytes-Used": str(a.bytes_used),
                    "X-Timestamp": x_timestamp(a.timestamp)}
         headers.update(_meta_headers("account", a.metadata))
+        if level in ("owner", "admin") and a.config.get("acl"):
+            headers["X-Account-Access-Control"] = json.dumps(a.config["acl"], separators=(",", ":"))
         return headers
 
     async def account_head(self, request, account):
         """HEAD account: usage and metadata, 204."""
-        return web.Response(status=204, headers=await self._account_headers(account),
+        return web.Response(status=204, headers=await self._account_headers(account, request.get(LEVEL)),
                             content_type="text/plain", charset="utf-8")
 
     async def account_get(self, request, account):
         """GET account: the container listing (text, json or xml)."""
         params = _listing_params(request, LIMITS["account_listing_limit"])
-        headers = await self._account_headers(account)
+        headers = await self._account_headers(account, request.get(LEVEL))
         entries = await self.store.list_containers(account, **params)
         return _listing_response(request, _out_format(request), "account", account, entries, headers)
 
     async def account_post(self, request, account):
-        """POST account: set or remove ``X-Account-Meta-*``, 204."""
-        await self.store.update_account_metadata(account, _metadata(request, "account"))
+        """POST account: set or remove ``X-Account-Meta-*`` and the account ACL, 204."""
+        value = request.headers.get("X-Account-Access-Control")
+        if request.headers.get("X-Remove-Account-Access-Control") is not None:
+            value = ""
+        if request.get(LEVEL) not in ("owner", "admin"):
+            raise SwiftError(403, "only the account's owner (or an admin) may change the account")
+        meta = _metadata(request, "account")
+        if value is not None:
+            try:
+                acl = access.parse_account_acl(value) if value.strip() else None
+            except ValueError as exc:
+                raise SwiftError(400, str(exc)) from None
+            await self.store.update_account_config(account, {"acl": acl})
+        await self.store.update_account_metadata(account, meta)
         return web.Response(status=204)
 
     # ---- container -----------------------------------------------------------------
 
-    async def _container_headers(self, account, container):
+    async def _container_headers(self, account, container, level=None):
         c = await self.store.container_info(account, container)
         headers = {"X-Container-Object-Count": str(c.object_count),
                    "X-Container-Bytes-Used": str(c.bytes_used),
@@ -347,28 +467,92 @@ class SwiftAPI:
                    "X-Storage-Policy": "Policy-0",
                    "Last-Modified": http_date(c.last_modified)}
         headers.update(_meta_headers("container", c.metadata))
+        if c.config.get("versioning"):
+            headers["X-Versions-Enabled"] = "True" if c.config["versioning"] == "Enabled" else "False"
+        if level in ("owner", "admin"):
+            for key, header in (("read", "X-Container-Read"), ("write", "X-Container-Write")):
+                if c.config.get(key):
+                    headers[header] = ",".join(c.config[key])
         return headers
+
+    async def _container_config(self, request, account):
+        """Configuration changes a container PUT/POST asks for: ACLs and versioning; checked first.
+
+        Raises:
+            SwiftError: 400 for a malformed ACL or X-Versions-Enabled value, 403 when someone
+                other than the account's owner (or an admin) changes an ACL, 501 for the
+                legacy versioning headers.
+        """
+        h = request.headers
+        changes = {}
+        for header, key in (("X-Container-Read", "read"), ("X-Container-Write", "write")):
+            value = h.get(header)
+            if h.get(f"X-Remove-{header[2:]}") is not None:
+                value = ""
+            if value is None:
+                continue
+            try:
+                changes[key] = access.parse_container_acl(value, header) or None
+            except ValueError as exc:
+                raise SwiftError(400, str(exc), fix=f"{header}: e.g. .r:*,.rlistings or account:user") from None
+        if changes and request.get(LEVEL) not in ("owner", "admin"):
+            raise SwiftError(403, "only the account's owner (or an admin) may change a container's ACLs")
+        enabled = h.get("X-Versions-Enabled")
+        if enabled is not None:
+            flag = enabled.strip().lower()
+            if flag not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+                raise SwiftError(400, f"X-Versions-Enabled must be true or false, not {enabled!r}")
+            changes["versioning"] = "Enabled" if flag in ("true", "yes", "1", "on") else "Suspended"
+        for legacy in ("X-Versions-Location", "X-History-Location"):
+            if h.get(legacy):
+                raise SwiftError(501, f"{legacy} (the legacy versioning modes) is not implemented",
+                                 fix="use X-Versions-Enabled: true (object versioning)")
+        return changes
+
+    async def _apply_config(self, account, container, changes):
+        if "versioning" in changes:
+            info = await self.store.container_info(account, container)
+            if changes["versioning"] == "Suspended" and not info.config.get("versioning"):
+                del changes["versioning"]           # "false" on a container never versioned: nothing to do
+        if changes:
+            await self.store.update_container_config(account, container, changes)
 
     async def container_put(self, request, account, container):
         """PUT container: create it (201), or update its metadata if it exists (202)."""
+        changes = await self._container_config(request, account)
         created = await self.store.create_container(account, container, _metadata(request, "container"))
+        await self._apply_config(account, container, changes)
         return web.Response(status=201 if created else 202)
 
     async def container_head(self, request, account, container):
         """HEAD container: usage and metadata, 204."""
-        return web.Response(status=204, headers=await self._container_headers(account, container),
+        return web.Response(status=204, headers=await self._container_headers(account, container, request.get(LEVEL)),
                             content_type="text/plain", charset="utf-8")
 
     async def container_get(self, request, account, container):
         """GET container: the object listing (text, json or xml)."""
         params = _listing_params(request, LIMITS["container_listing_limit"])
-        headers = await self._container_headers(account, container)
-        entries = await self.store.list_objects(account, container, **params)
+        headers = await self._container_headers(account, container, request.get(LEVEL))
+        if "versions" in request.query:
+            # every version, newest first per name (Swift's object versioning listing)
+            entries = await self.store.list_versions(
+                account, container, prefix=params["prefix"], delimiter=params["delimiter"],
+                key_marker=params["marker"], version_marker=request.query.get("version_marker") or None,
+                limit=params["limit"])
+            for e in entries:
+                if e.delete_marker:
+                    e.content_type = "application/x-deleted;swift_versions_deleted=1"
+        else:
+            entries = await self.store.list_objects(account, container, **params)
+            for e in entries:
+                e.version_id = None         # version ids are listed with ?versions only
         return _listing_response(request, _out_format(request), "container", container, entries, headers)
 
     async def container_post(self, request, account, container):
-        """POST container: set or remove ``X-Container-Meta-*``, 204."""
+        """POST container: set or remove ``X-Container-Meta-*``, ACLs, versioning; 204 (moves Last-Modified)."""
+        changes = await self._container_config(request, account)
         await self.store.update_container_metadata(account, container, _metadata(request, "container"))
+        await self._apply_config(account, container, changes)
         return web.Response(status=204)
 
     async def container_delete(self, request, account, container):
@@ -385,11 +569,35 @@ class SwiftAPI:
         for k, v in info.headers.items():
             headers[k.title()] = v
         headers.update(_meta_headers("object", info.metadata))
+        if info.version_id:
+            headers["X-Object-Version-Id"] = info.version_id
         return headers
 
     @staticmethod
-    def _kept_headers(request):
-        return {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}
+    def _kept_headers(request, expiry=False, only_expiry=False):
+        """Headers kept with the object; with ``expiry``, X-Delete-At (from X-Delete-After too), checked.
+
+        Raises:
+            SwiftError: 400 for an X-Delete-At that is not a number or is in the past,
+                or an X-Delete-After that is not a whole number of seconds.
+        """
+        h = request.headers
+        kept = {} if only_expiry else {k: h[k] for k in KEPT_HEADERS if k in h}
+        if not expiry:
+            return kept
+        if "X-Delete-After" in h:
+            after = h["X-Delete-After"].strip()
+            if not after.isdigit() or len(after) > 12:
+                raise SwiftError(400, f"Non-integer X-Delete-After: {after!r}")
+            kept["x-delete-at"] = str(int(time.time()) + int(after))
+        elif "X-Delete-At" in h:
+            at = h["X-Delete-At"].strip()
+            if not at.isdigit() or len(at) > 12:
+                raise SwiftError(400, f"Non-integer X-Delete-At: {at!r}")
+            if int(at) <= time.time():
+                raise SwiftError(400, "X-Delete-At in past")
+            kept["x-delete-at"] = at
+        return kept
 
     @staticmethod
     def _content_type(request, name):
@@ -402,13 +610,17 @@ class SwiftAPI:
         """PUT object: store the body (201 with its ETag), or copy with ``X-Copy-From``."""
         h = request.headers
         meta = _metadata(request, "object")
+        if "X-Object-Manifest" in h or request.query.get("multipart-manifest") == "put":
+            what = "dynamic large objects (X-Object-Manifest)" if "X-Object-Manifest" in h else \
+                "static large objects (?multipart-manifest=put)"
+            raise SwiftError(501, f"{what} are not implemented by this store",
+                             fix="upload the object whole (up to 5 GiB), or use S3 multipart uploads")
         if "X-Copy-From" in h:
             if request.content_length not in (None, 0):
                 raise SwiftError(400, "a copy request (X-Copy-From) must have an empty body")
             src_account = h.get("X-Copy-From-Account", account)
-            if src_account != account:
-                self.authorize(request, src_account)
             src_container, src_name = _split_copy_path(h["X-Copy-From"], "X-Copy-From")
+            await self.check(request, request.get(IDENTITY), src_account, src_container, src_name)
             return await self._copy(request, src_account, src_container, src_name, account, container, name, meta)
         chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
         length = request.content_length
@@ -417,7 +629,9 @@ class SwiftAPI:
         if length is not None and length > LIMITS["max_file_size"]:
             raise SwiftError(413, f"Your request is too large: {length} bytes; max_file_size is "
                                   f"{LIMITS['max_file_size']}")
-        if h.get("If-None-Match") == "*":
+        if "If-None-Match" in h and h["If-None-Match"].strip() != "*":
+            raise SwiftError(400, "If-None-Match only supports * on a PUT")
+        if h.get("If-None-Match", "").strip() == "*":
             try:
                 await self.store.head_object(account, container, name)
             except NotFound:
@@ -427,19 +641,31 @@ class SwiftAPI:
         if any(v == "" for v in meta.values()):
             meta = {k: v for k, v in meta.items() if v != ""}
         kwargs = dict(content_type=self._content_type(request, name), metadata=meta,
-                      headers=self._kept_headers(request), expected_etag=h.get("ETag"))
+                      headers=self._kept_headers(request, expiry=True), expected_etag=h.get("ETag"))
         if length is not None and length <= SMALL_BODY:
             body = await request.read()
         else:
             body = request.content.iter_chunked(CHUNK)
         stored = await self.store.put_object(account, container, name, body, **kwargs)
-        return web.Response(status=201, headers={"ETag": stored.etag,
-                                                 "Last-Modified": http_date(stored.timestamp),
-                                                 "X-Timestamp": x_timestamp(stored.timestamp)},
-                            content_type="text/html", charset="utf-8")
+        headers = {"ETag": stored.etag, "Last-Modified": http_date(stored.timestamp),
+                   "X-Timestamp": x_timestamp(stored.timestamp)}
+        if stored.version_id:
+            headers["X-Object-Version-Id"] = stored.version_id
+        return web.Response(status=201, headers=headers, content_type="text/html", charset="utf-8")
 
     async def _copy(self, request, src_account, src_container, src_name, account, container, name, meta):
-        src = await self.store.head_object(src_account, src_container, src_name)
+        version = request.query.get("version-id") if request.method == "COPY" else None
+        src = await self.store.head_object(src_account, src_container, src_name, version=version)
+        offset, length = 0, None
+        if "Range" in request.headers:
+            # a copy with a Range stores only those bytes (one range; several are refused)
+            ranges = parse_ranges(request.headers["Range"], src.size)
+            if ranges == "unsatisfiable":
+                raise SwiftError(416, "Requested Range Not Satisfiable", {"Content-Range": f"bytes */{src.size}"})
+            if ranges is not None and len(ranges) > 1:
+                raise SwiftError(400, "a copy takes one byte range, not several")
+            if ranges is not None:
+                offset, length = ranges[0][0], ranges[0][1] - ranges[0][0] + 1
         fresh = request.headers.get("X-Fresh-Metadata", "").lower() in ("true", "1", "yes")
         merged = {} if fresh else dict(src.metadata)
         for k, v in meta.items():
@@ -451,13 +677,16 @@ class SwiftAPI:
             "Content-Type" in request.headers else None
         kept = dict(src.headers)
         kept.update(self._kept_headers(request))
+        kept.update(self._kept_headers(request, expiry=True, only_expiry=True))
         stored = await self.store.copy_object(src_account, src_container, src_name, account, container, name,
-                                              metadata=merged, content_type=ctype, headers=kept)
+                                              metadata=merged, content_type=ctype, headers=kept, version=version,
+                                              offset=offset, length=length)
         return web.Response(status=201, headers={
             "ETag": stored.etag, "Last-Modified": http_date(stored.timestamp),
             "X-Timestamp": x_timestamp(stored.timestamp),
-            "X-Copied-From": f"{src_container}/{src_name}",
-            "X-Copied-From-Account": src_account,
+            # quoted as Swift does: a name may hold CR, LF or any other byte a header cannot
+            "X-Copied-From": quote(f"{src_container}/{src_name}"),
+            "X-Copied-From-Account": quote(src_account),
             "X-Copied-From-Last-Modified": http_date(src.timestamp)},
             content_type="text/html", charset="utf-8")
 
@@ -467,9 +696,11 @@ class SwiftAPI:
         if not dest:
             raise SwiftError(412, "COPY needs a Destination header: <container>/<object>")
         dst_account = request.headers.get("Destination-Account", account)
-        if dst_account != account:
-            self.authorize(request, dst_account)
         dst_container, dst_name = _split_copy_path(dest, "Destination")
+        if len(dst_account.encode()) > MAX_ACCOUNT_NAME or len(dst_container.encode()) > MAX_CONTAINER_NAME \
+                or len(dst_name.encode()) > MAX_OBJECT_NAME:
+            raise SwiftError(400, "the Destination (or Destination-Account) is longer than Swift's limits")
+        await self.check(request, request.get(IDENTITY), dst_account, dst_container, dst_name, write=True)
         meta = _metadata(request, "object")
         return await self._copy(request, account, container, name, dst_account, dst_container, dst_name, meta)
 
@@ -498,12 +729,12 @@ class SwiftAPI:
 
     @staticmethod
     def _conditional_headers(info):
-        return {"ETag": info.etag, "Last-Modified": http_date(info.timestamp),
+        return {"ETag": info.etag, "Last-Modified": http_date(info.timestamp), "Accept-Ranges": "bytes",
                 "X-Timestamp": x_timestamp(info.timestamp)}
 
     async def object_head(self, request, account, container, name):
         """HEAD object: its metadata as headers, no body."""
-        info = await self.store.head_object(account, container, name)
+        info = await self.store.head_object(account, container, name, version=self._version(request))
         stop = self._conditions(request, info)
         if stop is not None:
             return stop
@@ -513,7 +744,7 @@ class SwiftAPI:
 
     async def object_get(self, request, account, container, name):
         """GET object: the body (or one byte range, 206) with its metadata as headers."""
-        reader = await self.store.get_object(account, container, name)
+        reader = await self.store.get_object(account, container, name, version=self._version(request))
         info = reader.info
         try:
             stop = self._conditions(request, info)
@@ -521,12 +752,15 @@ class SwiftAPI:
                 return stop
             headers = self._object_headers(info)
             status = 200
-            rng = _parse_range(request.headers.get("Range"), info.size) if "Range" in request.headers else None
-            if rng == "unsatisfiable":
+            ranges = parse_ranges(request.headers["Range"], info.size) if "Range" in request.headers else None
+            if ranges == "unsatisfiable":
                 return error_response(416, "Requested Range Not Satisfiable",
-                                      {"Content-Range": f"bytes */{info.size}"})
-            if rng is not None:
-                first, last = rng
+                                      {"Content-Range": f"bytes */{info.size}", "ETag": info.etag,
+                                       "Accept-Ranges": "bytes", "Last-Modified": headers["Last-Modified"]})
+            if ranges is not None and len(ranges) > 1:
+                return await self._multirange(request, reader, ranges, headers)
+            if ranges is not None:
+                first, last = ranges[0]
                 reader.restrict(first, last - first + 1)
                 headers["Content-Range"] = f"bytes {first}-{last}/{info.size}"
                 status = 206
@@ -542,19 +776,59 @@ class SwiftAPI:
         finally:
             reader.close()
 
+    @staticmethod
+    async def _multirange(request, reader, ranges, headers):
+        """A 206 with a multipart/byteranges body: one part per range, each with its Content-Range.
+
+        Streamed piece by piece, so that many large ranges never sit in memory at once.
+        """
+        info = reader.info
+        boundary = secrets.token_hex(16)
+        heads = [f"--{boundary}\r\nContent-Type: {info.content_type}\r\n"
+                 f"Content-Range: bytes {first}-{last}/{info.size}\r\n\r\n".encode() for first, last in ranges]
+        tail = f"--{boundary}--".encode()
+        total = sum(len(h) + (last - first + 1) + 2 for h, (first, last) in zip(heads, ranges)) + len(tail)
+        headers["Content-Type"] = f"multipart/byteranges;boundary={boundary}"
+        resp = web.StreamResponse(status=206, headers=headers)
+        resp.content_length = total
+        await resp.prepare(request)
+        for head, (first, last) in zip(heads, ranges):
+            await resp.write(head)
+            offset = first
+            while offset <= last:
+                n = min(CHUNK, last + 1 - offset)
+                await resp.write(await reader.read_at(offset, n))
+                offset += n
+            await resp.write(b"\r\n")
+        await resp.write(tail)
+        await resp.write_eof()
+        return resp
+
     async def object_post(self, request, account, container, name):
-        """POST object: replace all of its ``X-Object-Meta-*`` (202)."""
+        """POST object: replace all of its ``X-Object-Meta-*`` (202); kept headers and X-Delete-At as given."""
         meta = {k: v for k, v in _metadata(request, "object").items() if v != ""}
         ctype = request.headers.get("Content-Type")
-        kept = self._kept_headers(request)
-        await self.store.set_object_metadata(account, container, name, meta, content_type=ctype,
-                                             headers=kept or None)
+        old = await self.store.head_object(account, container, name)
+        kept = dict(old.headers)
+        kept.update(self._kept_headers(request, expiry=True))
+        if "X-Remove-Delete-At" in request.headers:
+            kept.pop("x-delete-at", None)
+        await self.store.set_object_metadata(account, container, name, meta, content_type=ctype, headers=kept)
         return web.Response(status=202, content_type="text/html", charset="utf-8")
 
     async def object_delete(self, request, account, container, name):
-        """DELETE object: 204."""
-        await self.store.delete_object(account, container, name)
-        return web.Response(status=204, content_type="text/html", charset="utf-8")
+        """DELETE object (or one version of it, ``?version-id=``): 204."""
+        vid, marker = await self.store.delete_object(account, container, name, version=self._version(request))
+        headers = {"X-Object-Version-Id": vid} if vid else {}
+        return web.Response(status=204, headers=headers, content_type="text/html", charset="utf-8")
+
+    @staticmethod
+    def _version(request):
+        """The ``?version-id=`` of a request (None: the latest); 400 when it cannot be a version id."""
+        value = request.query.get("version-id")
+        if value is not None and not re.match(r"^(null|[0-9a-f]{28})$", value):
+            raise SwiftError(400, f"Invalid version-id: {value!r}")
+        return value
 
 
 def _split_copy_path(value, header):
@@ -573,28 +847,40 @@ def _parse_date(value):
     return parsed.timestamp() if parsed.tzinfo else None
 
 
-def _parse_range(header, size):
-    """One HTTP byte range as inclusive ``(first, last)``, "unsatisfiable", or None (ignore it).
+def _position(digits):
+    """A byte position from its digits; one too long for any object stays "past the end"."""
+    return int(digits) if len(digits) <= MAX_DIGITS else 1 << 70
 
-    Several ranges, or a malformed header, are ignored (the whole object is sent),
-    as RFC 7233 allows; a well-formed range outside the object is unsatisfiable (416).
+
+def parse_ranges(header, size, max_ranges=MAX_RANGES):
+    """The byte ranges of a ``Range`` header as inclusive ``[(first, last), ...]``, "unsatisfiable", or None.
+
+    None means "ignore the header and send the whole object": another unit, a malformed
+    spec (``bytes=x-y``, a last before its first) or more than ``max_ranges`` ranges, as
+    RFC 9110 allows and Swift does.  Ranges outside the object are dropped; when none is
+    left the answer is 416 ("unsatisfiable").  Positions of any length are accepted.
     """
     unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
+    if unit.strip().lower() != "bytes":
         return None
-    m = RANGE_RE.match(spec)
-    if not m or (not m.group(1) and not m.group(2)):
+    specs = [p for p in spec.split(",") if p.strip()]
+    if not specs or len(specs) > max_ranges:
         return None
-    start, end = m.group(1), m.group(2)
-    if start:
-        first = int(start)
-        last = int(end) if end else size - 1
-        if end and last < first:
+    ranges = []
+    for part in specs:
+        m = RANGE_RE.match(part)
+        if not m or (not m.group(1) and not m.group(2)):
             return None
-        if first >= size:
-            return "unsatisfiable"
-        return first, min(last, size - 1)
-    suffix = int(end)
-    if suffix == 0 or size == 0:
-        return "unsatisfiable"
-    return max(0, size - suffix), size - 1
+        start, end = m.group(1), m.group(2)
+        if start:
+            first = _position(start)
+            last = _position(end) if end else size - 1
+            if end and last < first:
+                return None
+            if first < size:
+                ranges.append((first, min(last, size - 1)))
+        else:
+            suffix = _position(end)
+            if suffix > 0 and size > 0:
+                ranges.append((max(0, size - suffix), size - 1))
+    return ranges or "unsatisfiable"

@@ -9,6 +9,7 @@ inline in a notebook as SVG, has a plain-text form for terminals and nbval
 into the repository's ``diagrams/`` folder (or ``CLOUDLAB_DIAGRAMS``).
 """
 
+import importlib
 import os
 from pathlib import Path
 
@@ -93,3 +94,16 @@ class Diagram:
 
     def __repr__(self):
         return f"<Diagram {self.name}: {len(self.lines)} lines>"
+
+
+def __getattr__(name):
+    # topic modules load on first use (``cl.diagrams.object_store.account(store)``), so that
+    # importing cloudlab costs nothing and a topic's dependencies load only when it is drawn
+    if name.startswith("_"):
+        raise AttributeError(name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"cloudlab.diagrams has no topic {name!r}") from None
