@@ -109,6 +109,7 @@ class HostState:
     netns_created: bool = False
     pids: dict = dataclasses.field(default_factory=dict)
     netns_inode: int = 0       # identifies the namespace even after it is deleted
+    dnsmasq_restarts: dict = dataclasses.field(default_factory=dict)   # network -> when libvirtd was restarted for it
 
     @property
     def domain_type(self):
@@ -347,8 +348,15 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True):
     return uri, pids
 
 
+DNSMASQ_RETRY_S = 60.0     # a dnsmasq that dies again this soon after a restart is not restarted again
+
+
 def _dead_dnsmasq(state):
-    """Networks of a private host whose dnsmasq (DHCP and DNS) is dead: libvirt does not restart it."""
+    """Networks of a private host whose dnsmasq (DHCP and DNS) is dead: libvirt does not restart it.
+
+    A network whose dnsmasq was brought back less than ``DNSMASQ_RETRY_S`` ago is left
+    out: one that dies as soon as it starts must not restart libvirtd on every call.
+    """
     if not state.private:
         return []
     dead = []
@@ -359,7 +367,8 @@ def _dead_dnsmasq(state):
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if not _pid_alive(pid):
+        recent = time.time() - state.dnsmasq_restarts.get(pidfile.stem, 0) < DNSMASQ_RETRY_S
+        if not _pid_alive(pid) and not recent:
             dead.append(pidfile.stem)
     return dead
 
@@ -443,11 +452,13 @@ def _repair(state, say):
         if inode != state.netns_inode:
             return None                         # another namespace took the name
     dead = [name for name in DAEMONS if not _pid_alive(state.pids.get(name))]
+    networks = _dead_dnsmasq(state)
     if "libvirtd" not in dead:
-        if _dead_dnsmasq(state) or not _answers(state.uri, timeout=10):
+        if networks or not _answers(state.uri, timeout=10):
             # libvirt starts a network's dnsmasq again only when it starts itself
             _stop_pid(state.pids["libvirtd"])
             dead.append("libvirtd")
+    state.dnsmasq_restarts.update({name: time.time() for name in networks})
     if not dead:
         return state
     _, pids = _start_private_daemons(state_dir(), state.accel, ns, only=dead, fresh=False)
@@ -618,7 +629,7 @@ def down(quiet=False):
             _sweep(quiet=quiet)
             _remove_files(gone)
             _reset_private_dirs(state_dir())
-        if state.netns and state.netns_created:
+        if state.netns and state.netns_created and _namespace_inode(state.netns) == state.netns_inode:
             netns.delete(state.netns)
         # leftovers() compares what is still running with what this host was
         from .ownership import recorded_down
