@@ -32,6 +32,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -889,7 +890,8 @@ class LabHost:
         old = self._conn
         if self.state is None or self.state.private:
             try:
-                self.state = up()
+                # a repair is news to whoever is working in the lab: said on stderr, apart from results
+                self.state = up(progress=lambda line: print(f"host: {line}", file=sys.stderr, flush=True))
             except HostUnreachable:
                 raise
             except CloudlabError as exc:
