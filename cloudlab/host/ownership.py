@@ -39,6 +39,14 @@ A finder takes a :class:`Scope` and yields one line per leftover, in the learner
 quick; when it cannot look (its tool is missing, its daemon does not answer) it
 raises, and the check reports that line instead of taking it for "nothing left".
 :func:`register` adds one at run time (tests do).
+
+A service that starts processes of its own (a share or database server) passes
+``env=child_env()`` to ``subprocess.Popen`` so that they carry the owner mark, and its
+tests check their own kinds once their lab stopped, while the host is still up::
+
+    from cloudlab import host
+    lab.stop()
+    assert host.leftovers(prefix=lab.prefix, only=["containers", "files"]) == []
 """
 
 import dataclasses
