@@ -109,7 +109,7 @@ def main():
     if host.load_state() is not None:
         host.down(quiet=True)         # an earlier run's host: start from nothing
     host.up(progress=note)
-    lab = cl.Lab(name="soak")
+    lab = cl.Lab(name="soakbench")    # not tests/test_soak.py's lab: a lab's files live in a folder named after it
     leaked = []
     try:
         before = snapshot(lab)
