@@ -174,6 +174,17 @@ def test_while_libvirtd_cannot_come_back_every_call_fails_the_same_way(fault, mo
     _all_in_the_namespace(fault.ns)
 
 
+def test_a_lab_network_that_vanished_is_made_again_with_its_guests_plugged_in(fault):
+    lab, server = fault.lab, fault.server
+    subnet, gateway = lab.host.subnet, lab.host.gateway
+    lab.host.virsh("net-destroy", lab.host.network)       # its bridge goes, and lets go of the guest's NIC
+    assert server.status == ACTIVE                         # the next call notices and makes it again
+    assert lab.host.connect().networkLookupByName(lab.host.network).isActive()
+    assert (lab.host.subnet, lab.host.gateway) == (subnet, gateway)
+    # the running guest reaches the new bridge (same address, same gateway MAC): nothing to redo inside
+    assert server.run(f"ping -c 1 -W 5 {gateway}").ok
+
+
 def test_down_leaves_nothing_behind(fault):
     lab = fault.lab
     lab.stop()

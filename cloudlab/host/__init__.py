@@ -817,6 +817,7 @@ class LabHost:
         self.reconnects = 0        # how often the connection was replaced (libvirtd restarted)
         self._conn_pid = None      # the libvirtd the connection was opened to
         self._dnsmasq_pidfile = None
+        self._network_xml = None   # the lab network as libvirt made it, to make it again the same
 
     def start(self):
         """Bring the host up if needed and create the lab's network.
@@ -935,24 +936,56 @@ class LabHost:
             if is_connection_error(exc):
                 raise libvirt_error(exc, f"looking up the lab network {self.network}") from None
             used = _used_subnets(conn)
-            # the subnet it had, when it is free: servers still running keep their addresses
-            if self.subnet is not None and not any(self.subnet.overlaps(u) for u in used):
-                subnet = self.subnet
+            if self._network_xml is not None and not any(self.subnet.overlaps(u) for u in used):
+                # the network it was, again (subnet, bridge name and MAC): servers still running
+                # keep their addresses, and their ARP entries for the gateway stay right
+                xml = self._network_xml
             else:
-                subnet = choose_subnet(used)
+                xml = network_xml(self.network, choose_subnet(used), self.pool_size, self.lease_minutes)
             try:
-                net = conn.networkCreateXML(network_xml(self.network, subnet, self.pool_size, self.lease_minutes))
+                try:
+                    net = conn.networkCreateXML(xml)
+                except libvirt.libvirtError:
+                    if xml is not self._network_xml:
+                        raise
+                    # its bridge name was taken meanwhile: a new network, then
+                    net = conn.networkCreateXML(network_xml(self.network, choose_subnet(_used_subnets(conn)),
+                                                            self.pool_size, self.lease_minutes))
             except libvirt.libvirtError as exc:
                 raise CloudlabError(f"could not create the lab network {self.network}: "
                                     f"{exc.get_error_message()}",
                                     fix="run `python -m cloudlab doctor`") from None
+            if self._network_xml is not None:
+                self._replug(conn, net.bridgeName())
         import xml.etree.ElementTree as ET
+        self._network_xml = net.XMLDesc()
         ip = ET.fromstring(net.XMLDesc()).find("ip")
         self.subnet = ipaddress.ip_network(f"{ip.get('address')}/{ip.get('netmask')}", strict=False)
         self.gateway = ip.get("address")
         self.bridge = net.bridgeName()
         if self.state.private:
             self._dnsmasq_pidfile = state_dir() / "run" / "network" / f"{self.network}.pid"
+
+    def _replug(self, conn, bridge):
+        """Plug the NICs of running guests on the lab network into its new bridge (as libvirtd does when it starts).
+
+        Destroying a network deletes its bridge, which lets go of the guests' tap
+        devices; a network made again has a new, empty bridge.
+        """
+        import xml.etree.ElementTree as ET
+        libvirt = libvirt_module()
+        try:
+            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            taps = [iface.find("target").get("dev") for dom in doms
+                    for iface in ET.fromstring(dom.XMLDesc()).iter("interface")
+                    if iface.find("source") is not None and iface.find("source").get("network") == self.network
+                    and iface.find("target") is not None]
+        except libvirt.libvirtError:
+            return
+        ns = self.state.netns
+        for tap in taps:
+            subprocess.run(["ip", *(["-n", ns] if ns else []), "link", "set", tap, "master", bridge],
+                           capture_output=True)
 
     # -- DHCP: the pool and its leases --------------------------------------------------
 
