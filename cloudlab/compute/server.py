@@ -234,7 +234,10 @@ class Server:
             return {}
         try:
             found = self._dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as exc:
+            from .. import host
+            if host.is_connection_error(exc):
+                raise convert_libvirt_error(exc, f"reading the addresses of server {self.name}") from None
             return {}   # not running, or no lease table: no addresses is the honest answer
         addresses = [a["addr"] for iface in (found or {}).values() for a in iface.get("addrs") or []]
         return {self.network: addresses} if addresses else {}

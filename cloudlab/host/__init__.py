@@ -619,8 +619,15 @@ def down(quiet=False):
             # a private daemon holds only cloudlab's resources; a shared one also others'
             try:
                 clean(config.prefix(), conn=conn, everything=state.private)
+            except libvirt_module().libvirtError as exc:
+                if not state.private:
+                    raise libvirt_error(exc, "removing the labs' domains and networks") from None
+                # the daemon went away meanwhile: the sweep below ends what it would have
             finally:
-                conn.close()
+                try:
+                    conn.close()
+                except libvirt_module().libvirtError:
+                    pass
         if state.private:
             for name in DAEMONS[::-1]:
                 if name in state.pids:
