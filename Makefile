@@ -15,9 +15,10 @@ JUPYTER_PORT ?= 8888
 # Debian packages the lab uses (see README: troubleshooting); podman, runc and the CNI
 # plugins are the container engine (cloudlab/containers/).  The kernel for the guest
 # image is not installed: `cloudlab image build` downloads the .deb and unpacks it.
+# dnsmasq-utils: dhcp_release, which gives a deleted server's DHCP lease back.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
-	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd \
+	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd dnsmasq-utils \
 	nfs-ganesha nfs-ganesha-vfs xfsprogs podman runc conmon containernetworking-plugins iptables \
 	chromium chromium-driver fonts-noto-cjk
 # (chromium, chromium-driver: the browser test runs lab 00 in JupyterLab in headless Chromium;
@@ -46,7 +47,13 @@ JUPYTER_FLAGS = --no-browser $(ALLOW_ROOT) --ip=127.0.0.1 --port=$(JUPYTER_PORT)
 # CLOUDLAB_NETNS is set (set it on a shared machine: see README).
 TEST_NETNS ?= cloudlab-test
 
-.PHONY: lab test setup system venv image identity host-up host-down clean bench help lock lock-check
+# JupyterLab's terminal is a shell of the user who started it: as root, the terminal (and
+# anyone holding the token) is a root shell on this machine.  It stays on 127.0.0.1 with
+# its token either way; as root, `make lab` says so once (README: a normal user).
+ROOT_WARNING := warning: JupyterLab runs as root, so its terminal (and anyone with its token) is a root shell \
+	on this machine; it listens on 127.0.0.1 only. Prefer a normal user in the libvirt group (see README)
+
+.PHONY: lab test setup system venv image host-up host-down clean bench help jupyter-warning identity lock lock-check
 
 help:
 	@echo "make lab    set up and start JupyterLab at labs/00_start_here.ipynb"
@@ -123,10 +130,14 @@ host-down:
 lab: setup
 	@$(VPY) -m cloudlab host up
 	@$(VPY) -m cloudlab doctor || true
+	@$(MAKE) -s --no-print-directory jupyter-warning
 	@echo "== JupyterLab on http://127.0.0.1:$(JUPYTER_PORT)/ (the URL with its token follows)"
 	@# the terminal's `OS_CLOUD=cloudlab openstack ...` reads the clouds.yaml the newest lab writes
 	@export OS_CLIENT_CONFIG_FILE=$$($(VPY) -c 'from cloudlab import config; print(config.home() / "clouds.yaml")'); \
 	$(VENV)/bin/jupyter lab $(JUPYTER_FLAGS)
+
+jupyter-warning:
+	@[ "$$(id -u)" != 0 ] || echo "$(ROOT_WARNING)"
 
 # The host comes up once for the whole run and always goes down, pass or fail.
 test: setup

@@ -10,7 +10,7 @@ from .teaching import diagrams, widgets
 from .teaching.check import Checklist, check
 from .teaching.exercise import check_exercise
 from .doctor import run as doctor
-from .errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite,
+from .errors import (CloudlabError, Conflict, HostUnreachable, InvalidInput, MissingPrerequisite,
                      NotFound, NoValidHost, QuotaExceeded, ResourceTimeout)
 from .lab import Lab
 from .topology import AllInOne, ThreeNode, Topology, TwoNode
@@ -20,5 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Lab", "doctor", "diagrams", "widgets", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
-    "MissingPrerequisite", "QuotaExceeded", "NoValidHost",
+    "MissingPrerequisite", "QuotaExceeded", "NoValidHost", "HostUnreachable",
 ]

@@ -15,12 +15,22 @@ the command line all agree without passing flags around:
 ``CLOUDLAB_PREFIX``
     prefix of every resource the lab creates (default ``cloudlab-``); clean-up removes
     exactly the resources that carry it.
+``CLOUDLAB_DHCP_POOL``
+    addresses in each lab network's DHCP pool (default 100, from .100 of its /24; at most 250).
+    A deleted server's lease is released at once, so the pool only has to hold the servers
+    that exist at one time; tests make it small so that a lease that is not released shows.
+``CLOUDLAB_DHCP_LEASE_MINUTES``
+    how long a lease lasts unless renewed (default 60; dnsmasq's shortest is 2).  Guests
+    renew at half of it; a lease that could not be released is free again after it.
 """
 
 import os
 from pathlib import Path
 
 DEFAULT_PREFIX = "cloudlab-"
+DEFAULT_DHCP_POOL = 100
+MAX_DHCP_POOL = 250
+DEFAULT_DHCP_LEASE_MINUTES = 60
 
 
 def home():
@@ -45,3 +55,39 @@ def netns():
 def prefix():
     """Prefix carried by every libvirt domain, volume, network and file the lab creates."""
     return os.environ.get("CLOUDLAB_PREFIX") or DEFAULT_PREFIX
+
+
+def _whole_number(variable, default, minimum, maximum, what):
+    text = os.environ.get(variable)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        from .errors import InvalidInput
+        raise InvalidInput(f"{variable}={text!r} is not usable: it is {what}",
+                           fix=f"set it to a whole number from {minimum} to {maximum}, or unset it "
+                               f"(default {default})")
+    return value
+
+
+def dhcp_pool():
+    """Addresses in each lab network's DHCP pool (``CLOUDLAB_DHCP_POOL``, default 100).
+
+    Raises:
+        InvalidInput: the variable is not a whole number from 1 to 250.
+    """
+    return _whole_number("CLOUDLAB_DHCP_POOL", DEFAULT_DHCP_POOL, 1, MAX_DHCP_POOL,
+                         "the number of addresses in a lab network's DHCP pool")
+
+
+def dhcp_lease_minutes():
+    """Lease time of the lab networks' DHCP addresses, in minutes (``CLOUDLAB_DHCP_LEASE_MINUTES``, default 60).
+
+    Raises:
+        InvalidInput: the variable is not a whole number from 2 (dnsmasq's shortest) to 10080 (a week).
+    """
+    return _whole_number("CLOUDLAB_DHCP_LEASE_MINUTES", DEFAULT_DHCP_LEASE_MINUTES, 2, 7 * 24 * 60,
+                         "a lease time in minutes")

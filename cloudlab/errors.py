@@ -41,6 +41,15 @@ class MissingPrerequisite(CloudlabError):
     """The lab host lacks a program, package, daemon or resource; ``fix`` says how to get it."""
 
 
+class HostUnreachable(MissingPrerequisite):
+    """The lab host's libvirt daemon does not answer (stopped, killed, restarting); one fix: ``host up``.
+
+    Every broken or refused libvirt connection reaches the learner as this error, with
+    the same fix.  cloudlab reconnects by itself once the daemon is back, so the call
+    after ``python -m cloudlab host up`` works in the same notebook kernel.
+    """
+
+
 class QuotaExceeded(CloudlabError):
     """The request goes past a limit set for the project (lab): instances, cores, memory, bytes."""
 

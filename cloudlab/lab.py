@@ -46,7 +46,11 @@ class Lab:
         if topology is None:
             topology = AllInOne()
         if not isinstance(topology, Topology):
-            raise InvalidInput(f"Lab() needs a topology such as cl.AllInOne(), not {topology!r}")
+            raise InvalidInput(f"Lab() needs a topology such as cl.AllInOne(), not {topology!r}",
+                               fix="cl.Lab(cl.AllInOne()), cl.Lab(cl.TwoNode()) or cl.Lab(cl.ThreeNode())")
+        if not isinstance(name, str):
+            raise InvalidInput(f"lab name must be a string, not {type(name).__name__} {name!r}",
+                               fix="e.g. cl.Lab(name='lab')")
         if not name.replace("-", "").isalnum() or not name[0].isalpha() or len(name) > 20:
             raise InvalidInput(f"lab name {name!r} is not usable",
                                fix="use up to 20 letters, digits and dashes, starting with a letter")

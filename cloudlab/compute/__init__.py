@@ -35,14 +35,14 @@ from pathlib import Path
 
 import libvirt
 
-from .. import config
+from .. import arguments, config
 from . import domain as domain_xml
 from ..image.agent import check_socket_path
 from ..errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, NoValidHost,
                       QuotaExceeded, ResourceTimeout)
 from .flavor import DEFAULT_FLAVORS, NAME_RE, Flavor
 from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, PRE_RESIZE_SUFFIX, RESIZE, REVERT_RESIZE, SHUTOFF,
-                     STATE_POLL_S, VERIFY_RESIZE, Server, convert_libvirt_error, flavor_text, libvirt_errors,
+                     STATE_POLL_S, STATUSES, VERIFY_RESIZE, Server, convert_libvirt_error, flavor_text, libvirt_errors,
                      metadata_of, run_tool)
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -216,6 +216,8 @@ class Compute:
         """
         if isinstance(name, Flavor):
             return name
+        arguments.text(name, "flavor", accepts="a flavor name or a Flavor",
+                       fix=f"use one of: {', '.join(f.name for f in self.list_flavors())}")
         with self._lock:
             if name in self._flavors:
                 return self._flavors[name]
@@ -328,6 +330,7 @@ class Compute:
             return None
         if network is None:
             return self.host.network
+        arguments.text(network, "network", accepts="a network name, None (the lab's) or False (no NIC)")
         try:
             self.conn.networkLookupByName(network)
         except libvirt.libvirtError as exc:
@@ -394,6 +397,8 @@ class Compute:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidInput(f"server name {name!r} is not valid",
                                fix="use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
+        arguments.text(kernel_args, "kernel_args", accepts="a string of kernel arguments, e.g. 'quiet'")
         flavor = self.get_flavor(flavor)
         image = self.images.get_image(image)
         profile = domain_xml.get_profile(profile)
@@ -518,6 +523,7 @@ class Compute:
         """
         if isinstance(name, Server):
             return name
+        arguments.text(name, "server", accepts="a server name or a Server")
         with self._lock:
             server = self._servers.get(name)
         if server is not None and not server._deleted:
@@ -545,6 +551,8 @@ class Compute:
             ResourceTimeout: not reached in time; the message shows the last console lines.
             CloudlabError: the server went to ERROR, was deleted, or powered off while booting.
         """
+        arguments.one_of(status, "status", STATUSES)
+        timeout = arguments.seconds(timeout)
         server = self.get_server(server)
         deadline = time.monotonic() + timeout
         next_state = 0.0
@@ -585,6 +593,7 @@ class Compute:
 
     def resize_server(self, server, flavor, wait=True, timeout=DEFAULT_TIMEOUT_S):
         """Give ``server`` another flavor; it ends in VERIFY_RESIZE (see :meth:`Server.resize`)."""
+        wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
         server = self.get_server(server)
         new = self.get_flavor(flavor)
         old = server.flavor
@@ -693,23 +702,46 @@ class Compute:
         return server
 
     def delete_server(self, server):
-        """Delete a server: power off, undefine, remove its disk, console log and socket.
+        """Delete a server: power off, undefine, remove its disk, console log and socket, release its address.
+
+        Its DHCP lease is given back at once (when the host can: ``release_leases``), as
+        Neutron frees a deleted port's address; otherwise it would stay leased for the
+        whole lease time and a class creating and deleting servers would empty the pool.
 
         Raises:
             NotFound: no such server.
         """
         server = self.get_server(server)
+        release = getattr(self.host, "release_leases", None)
         with server._lock:
+            try:
+                macs = server.mac_addresses if release and server.network else []
+            except CloudlabError:
+                macs = []       # its domain is already gone: nothing to read the MAC from
             if server._agent is not None:
                 server._agent.close()
-            self._remove(server._dom, server.domain_name)
+            try:
+                dom = server._dom
+            except NotFound:
+                dom = None      # its domain is already gone: its files still go
+            self._remove(dom, server.domain_name)
             server._deleted = True
+        if macs:
+            release(macs, server.network)
         with self._lock:
             if self._servers.get(server.name) is server:
                 del self._servers[server.name]
 
     def _remove(self, dom, domain_name):
         """Destroy and undefine ``dom`` (when given) and remove the files of ``domain_name``."""
+        if dom is not None and dom.connect() is not self.conn:
+            # the connection was replaced meanwhile (libvirtd restarted): find it on the new one
+            try:
+                dom = self.conn.lookupByName(domain_name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise convert_libvirt_error(exc, f"looking up {domain_name}") from None
+                dom = None
         if dom is not None:
             _destroy_and_undefine(dom)
         for suffix in SERVER_SUFFIXES + (PRE_RESIZE_SUFFIX,):

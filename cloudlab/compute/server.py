@@ -31,12 +31,13 @@ from pathlib import Path
 
 import libvirt
 
+from .. import arguments
 from . import domain as domain_xml, introspect
 from ..image.agent import Agent
 from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
 from .flavor import Flavor
 
-BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = (
+BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = STATUSES = (
     "BUILD", "ACTIVE", "SHUTOFF", "REBOOT", "RESIZE", "PAUSED", "ERROR", "DELETED")
 VERIFY_RESIZE, REVERT_RESIZE = "VERIFY_RESIZE", "REVERT_RESIZE"
 # the old disk a pending resize keeps, beside the server's own (".qcow2" so clean-up finds it)
@@ -50,15 +51,17 @@ STATE_POLL_S = 0.5      # libvirt state polling while waiting (one RPC each)
 STOP_TIMEOUT_S = 10.0   # graceful shutdown before the power is cut
 CONSOLE_LINES_SHOWN = 15
 
-# libvirt error codes that mean "libvirtd is not there"
-_UNREACHABLE = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC,
-                libvirt.VIR_ERR_AUTH_FAILED}
-
-
 def convert_libvirt_error(exc, what):
-    """A CloudlabError for a libvirtError raised while doing ``what``."""
+    """A CloudlabError for a libvirtError raised while doing ``what``.
+
+    A broken or refused connection is always :class:`~cloudlab.errors.HostUnreachable`
+    with the one fix (``python -m cloudlab host up``), whatever call met it.
+    """
+    from .. import host
     code = exc.get_error_code()
     message = exc.get_error_message() or str(exc)
+    if host.is_connection_error(exc) or code in host._PERMISSION_CODES:
+        return host.libvirt_error(exc, what)
     if code == libvirt.VIR_ERR_NO_DOMAIN:
         return NotFound(f"{what}: the server's domain does not exist ({message})",
                         fix="list the servers with compute.list_servers()")
@@ -66,9 +69,6 @@ def convert_libvirt_error(exc, what):
         return NotFound(f"{what}: {message}", fix="use the lab's network (network=None)")
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         return Conflict(f"{what}: {message}", fix="check server.status first")
-    if code in _UNREACHABLE:
-        return MissingPrerequisite(f"{what}: libvirt is not reachable ({message})",
-                                   fix="python -m cloudlab host up")
     return CloudlabError(f"{what}: libvirt says: {message}",
                          fix="python -m cloudlab doctor; the server's console_log() may tell more")
 
@@ -129,12 +129,41 @@ class Server:
         self._scan_tail = b"\n"
         self._ready = False
 
+    @property
+    def _dom(self):
+        """The libvirt domain, looked up again by UUID when the host's connection was replaced.
+
+        A libvirt domain object belongs to one connection.  When libvirtd restarts, the
+        lab reconnects (``host.connect()``), and a server found before must not go on
+        calling through the dead connection; the guest itself kept running, and the new
+        daemon knows it by the same UUID.
+
+        Raises:
+            NotFound: the domain is gone (the new daemon does not know it).
+            HostUnreachable: libvirtd does not answer.
+        """
+        conn = self._compute.conn
+        dom = self._dom_handle
+        if dom.connect() is not conn:
+            try:
+                dom = conn.lookupByUUIDString(self.id)
+            except libvirt.libvirtError as exc:
+                raise convert_libvirt_error(exc, f"finding server {self.name} again") from None
+            self._dom_handle = dom
+        return dom
+
+    @_dom.setter
+    def _dom(self, dom):
+        self._dom_handle = dom
+
     # -- status ------------------------------------------------------------------------
 
     def _state(self):
         """libvirt's state of the domain, or None when it no longer exists."""
         try:
             return self._dom.state()[0]
+        except NotFound:
+            return None
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
@@ -245,18 +274,32 @@ class Server:
             return {}
         try:
             found = self._dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as exc:
+            from .. import host
+            if host.is_connection_error(exc):
+                raise convert_libvirt_error(exc, f"reading the addresses of server {self.name}") from None
             return {}   # not running, or no lease table: no addresses is the honest answer
         addresses = [a["addr"] for iface in (found or {}).values() for a in iface.get("addrs") or []]
         return {self.network: addresses} if addresses else {}
+
+    @property
+    def mac_addresses(self):
+        """The MAC addresses of the server's NICs (libvirt chose them when it was defined)."""
+        import xml.etree.ElementTree as ET
+        with libvirt_errors(f"reading the XML of server {self.name}"):
+            xml = self._dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        return [mac.get("address") for mac in ET.fromstring(xml).iter("mac") if mac.get("address")]
 
     def wait_for_address(self, timeout=30.0):
         """Wait until the guest has a DHCP lease and return :attr:`addresses`.
 
         Raises:
             InvalidInput: the server has no NIC (created with ``network=False``).
-            ResourceTimeout: no lease in time (the message shows the last console lines).
+            ResourceTimeout: no lease in time; the message says why when it can tell (the
+                server is not running, or the network's DHCP pool is full) and shows the
+                last console lines.
         """
+        timeout = arguments.seconds(timeout)
         if not self.network:
             raise InvalidInput(f"server {self.name} has no network interface",
                                fix="create it with network=None (the lab's network)")
@@ -268,9 +311,7 @@ class Server:
             if found and (self.status != ACTIVE or self._guest_has(found)):
                 return found
             if time.monotonic() >= deadline:
-                raise ResourceTimeout(f"server {self.name} got no address on {self.network} within "
-                                      f"{timeout:g} s; last console lines:\n{self._last_console()}",
-                                      fix="is the server ACTIVE? DHCP starts after the guest boots")
+                raise self._no_address(timeout)
             time.sleep(0.25)
 
     def _guest_has(self, found):
@@ -280,6 +321,28 @@ class Server:
         except CloudlabError:
             return False
         return all(f" {address}/" in configured for addresses in found.values() for address in addresses)
+
+    def _no_address(self, timeout):
+        """The ResourceTimeout of :meth:`wait_for_address`, saying what is wrong where it can tell."""
+        what = f"server {self.name} got no address on {self.network} within {timeout:g} s"
+        console = f"last console lines:\n{self._last_console()}"
+        status = self.status
+        if status != ACTIVE:
+            return ResourceTimeout(f"{what}: it is {status}, and its DHCP client runs only once it has booted; "
+                                   f"{console}", fix="compute.wait_for_server(server) first, or server.start()")
+        pool_of = getattr(self._compute.host, "dhcp_pool", None)
+        pool = pool_of(self.network) if pool_of else None
+        if pool and pool["size"] and pool["leased"] >= pool["size"]:
+            stale = (f", {pool['stale']} of them by MAC addresses no server has (deleted servers whose lease "
+                     f"was not released)") if pool["stale"] else ""
+            return ResourceTimeout(
+                f"{what}: the network's DHCP pool is full: all {pool['size']} addresses "
+                f"({pool['first']}-{pool['last']}) are leased{stale}",
+                fix=f"delete servers you no longer need; a lease that was not released is free again "
+                    f"{pool['lease_minutes']} minutes after its last renewal (a bigger pool for the next lab: "
+                    f"CLOUDLAB_DHCP_POOL, shorter leases: CLOUDLAB_DHCP_LEASE_MINUTES)")
+        return ResourceTimeout(f"{what}: the guest's DHCP client got no answer; {console}",
+                               fix="read server.console_log(); `python -m cloudlab doctor` checks the lab host")
 
     def disk_info(self):
         """``qemu-img info`` of the server's disk (its copy-on-write overlay) as a dict.
@@ -323,6 +386,8 @@ class Server:
         Args:
             lines: only the last ``lines`` lines.
         """
+        if lines is not None:
+            arguments.number(lines, "lines", minimum=0, integer=True)
         try:
             text = self.console_path.read_bytes().decode(errors="replace")
         except FileNotFoundError:
@@ -351,9 +416,15 @@ class Server:
             timeout: seconds before the guest kills the command.
             input: text or bytes for the command's standard input.
         Raises:
+            InvalidInput: ``command``, ``timeout`` or ``input`` of the wrong type.
             Conflict: the server is not ACTIVE (or VERIFY_RESIZE: booted with its new flavor).
             ResourceTimeout: the command did not finish in time.
         """
+        if not isinstance(command, (list, tuple)):
+            arguments.text(command, "command", accepts="a shell command line or a list of arguments")
+        timeout = arguments.seconds(timeout)
+        if input is not None and not isinstance(input, (str, bytes)):
+            arguments.text(input, "input", accepts="a string, bytes or None")
         status = self.status
         if status not in (ACTIVE, VERIFY_RESIZE) or not self._running():
             raise Conflict(f"server {self.name} is {status}; commands run only in an ACTIVE server",
@@ -401,6 +472,7 @@ class Server:
         Raises:
             Conflict: a resize waits to be confirmed or reverted (as in Nova).
         """
+        timeout = arguments.seconds(timeout)
         self._check_no_pending_resize("stop")
         return self._power_off(timeout)
 
@@ -446,6 +518,7 @@ class Server:
             NoValidHost: the host has not enough free memory for its flavor.
             ResourceTimeout: it did not become ready in time (shows the console).
         """
+        wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
         with self._lock:
             if self.fault:
                 raise Conflict(f"server {self.name} is ERROR: {self.fault}",
@@ -472,6 +545,8 @@ class Server:
             Conflict: the server is not running, or a resize waits to be confirmed or reverted.
             ResourceTimeout: it did not become ready again in time.
         """
+        hard, wait = arguments.flag(hard, "hard"), arguments.flag(wait, "wait")
+        timeout = arguments.seconds(timeout)
         with self._lock:
             self._check_no_pending_resize("reboot")
             if not self._running():

@@ -470,6 +470,9 @@ class ImageService:
         """
         if isinstance(name, Image):
             return name
+        if not isinstance(name, str):
+            raise InvalidInput(f"image must be an image name or an Image, not {type(name).__name__} {name!r}",
+                               fix=f"use one of: {', '.join(i.name for i in self.list_images())}")
         if name == DEFAULT_IMAGE:
             return default_image()
         if isinstance(name, str) and NAME_RE.match(name) and (self.root / name / "image.json").is_file():

@@ -149,7 +149,8 @@ class TimeService:
         log = open(self.lab.home / f"{self.lab.prefix}ntp-guests.log", "ab")
         cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "cloudlab", "ntp", "serve",
                "--address", address, "--port", str(port), "--stratum1", "--offset", str(float(offset))]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        from ..host.ownership import child_env      # marked as the lab's, for `host leftovers` and `host down`
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=child_env())
         log.close()
         self.guest_servers.append(proc)
         self.guest_ntp = address if port == NTP_PORT else f"{address}:{port}"

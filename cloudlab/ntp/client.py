@@ -13,7 +13,7 @@ import ntplib
 
 from ..errors import InvalidInput, ResourceTimeout
 from .clock import Clock
-from .packet import NTP_DELTA, refid_text
+from .packet import NTP_DELTA, refid_text, resolve_eras
 from .sync import Syncer, parse_address
 
 
@@ -32,7 +32,9 @@ def query(server, port=None, timeout=2.0, version=4):
     host, parsed_port = parse_address(server)
     port = port or parsed_port
     try:
-        return ntplib.NTPClient().request(host, version=version, port=port, timeout=timeout)
+        stats = ntplib.NTPClient().request(host, version=version, port=port, timeout=timeout)
+        # ntplib reads every timestamp in era 0; a server past 2036 sends era 1
+        return resolve_eras(stats, stats.dest_timestamp)
     except ntplib.NTPException as exc:
         raise ResourceTimeout(f"no NTP reply from {host}:{port}: {exc}",
                               fix="check the server runs: python -m cloudlab ntp serve --port N") from None

@@ -19,21 +19,72 @@ was stepped or slewed and a check can read what was done to it.
 The hot path (the server answering requests) reads one tuple, ``params``, and computes
 ``offset = a + b*(h - h0)`` before ``h_end`` and ``a_end + b_end*(h - h_end)`` after it,
 so a reading costs a few float operations and no lock.
+
+What a clock may be set to is bounded by what NTP carries.  A timestamp counts seconds
+since 1900 in 32 bits, so it wraps every 2**32 s (136 years): era 0 ends on 2036-02-07,
+and a clock past that is sent in era 1 (the timestamp modulo 2**64, as on the wire).
+A client tells the eras apart by taking the one nearest its own clock (RFC 5905), which
+works while the two clocks are less than 68 years (2**31 s) apart; so offsets are
+refused from there on, and rates beyond chrony's ``maxdrift`` (500,000 ppm), and
+anything that is not a finite number.
 """
 
 import collections
 import dataclasses
 import datetime
+import math
+import numbers
 import threading
 import time
 
 # seconds between the NTP era 0 epoch (1900) and the Unix epoch (1970)
 NTP_DELTA = 2208988800
+ERA_S = 2**32
+# a client resolves the server's era only within half an era of its own clock
+MAX_OFFSET_S = 2**31 - 1
+MAX_PPM = 500_000.0        # chrony's maxdrift: beyond it a clock is not a clock
+_MASK64 = 2**64 - 1
 
 
 def to_ntp(seconds):
-    """Convert Unix seconds (float) to a 64-bit NTP timestamp (an int, 2**-32 s units)."""
-    return int((seconds + NTP_DELTA) * 4294967296.0)
+    """Convert Unix seconds (float) to a 64-bit NTP timestamp (an int, 2**-32 s units), era dropped."""
+    return int((seconds + NTP_DELTA) * 4294967296.0) & _MASK64
+
+
+def check_seconds(value, what, limit=MAX_OFFSET_S):
+    """``value`` as a float when it is a finite number within ±``limit`` seconds.
+
+    Raises:
+        InvalidInput: not a number, not finite, or too large for NTP (the message names ``what``).
+    """
+    from ..errors import InvalidInput
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise InvalidInput(f"{what} must be a number of seconds, not {value!r}", fix="e.g. 2.5 or -0.3")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number of seconds, not {value!r}", fix="e.g. 2.5 or -0.3")
+    if abs(value) > limit and limit == MAX_OFFSET_S:
+        raise InvalidInput(
+            f"{what} of {value:g} s is beyond what NTP carries: a client reads a server's time only "
+            f"within ±{limit:,.0f} s (68 years) of its own clock",
+            fix="use a smaller offset; to show the 2036 rollover, an offset of a few hundred million seconds works")
+    if abs(value) > limit:
+        raise InvalidInput(f"{what} must be within ±{limit:g} s, not {value:g}", fix="use a smaller value")
+    return value
+
+
+def check_ppm(value, what="ppm"):
+    """``value`` as a float when it is a finite frequency error within ±``MAX_PPM``.
+
+    Raises:
+        InvalidInput: not a number, not finite, or beyond what a clock can drift.
+    """
+    from ..errors import InvalidInput
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)) \
+            or abs(float(value)) > MAX_PPM:
+        raise InvalidInput(f"{what} must be a frequency error from {-MAX_PPM:,.0f} to {MAX_PPM:,.0f} ppm, "
+                           f"not {value!r}", fix="e.g. ppm=50 (a quartz clock drifts by tens of ppm)")
+    return float(value)
 
 
 def from_ntp(timestamp):
@@ -73,12 +124,13 @@ class Clock:
     """
 
     def __init__(self, offset=0.0, ppm=0.0, host=time.time):
+        offset, ppm = check_seconds(offset, "offset"), check_ppm(ppm)
         self._host = host
         self._lock = threading.Lock()
         h = host()
         self._h0 = h
-        self._err_off = float(offset)
-        self._err_rate = float(ppm) * 1e-6
+        self._err_off = offset
+        self._err_rate = ppm * 1e-6
         self._disc_off = 0.0
         self._disc_freq = 0.0
         self._slew_rate = 0.0
@@ -140,7 +192,8 @@ class Clock:
         Args:
             when: an aware ``datetime`` (a naive one is taken as UTC) or Unix seconds.
         Raises:
-            InvalidInput: ``when`` is neither a datetime nor a number.
+            InvalidInput: ``when`` is neither a datetime nor a number, or 68 years or more
+                from the host clock (see the module docstring).
         """
         from ..errors import InvalidInput
         if isinstance(when, datetime.datetime):
@@ -152,6 +205,7 @@ class Clock:
         else:
             raise InvalidInput(f"set_time needs a datetime or Unix seconds, not {when!r}",
                                fix="e.g. set_time(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))")
+        check_seconds(target - self._host() if math.isfinite(target) else target, "the time set (as an offset)")
         with self._lock:
             h = self._rebase()
             jump = target - (h + self._offset_now(h))
@@ -166,13 +220,16 @@ class Clock:
         Args:
             offset: seconds ahead of the host clock (negative: behind).
             ppm: frequency error in parts per million.
+        Raises:
+            InvalidInput: not finite numbers, or beyond what NTP carries (see the module docstring).
         """
+        offset, ppm = check_seconds(offset, "offset"), check_ppm(ppm)
         with self._lock:
             # from the clock's own state, not the published tuple (which a failure may have spoiled)
             before = self._offset_now(self._host())
             self._h0 = self._host()
-            self._err_off = float(offset)
-            self._err_rate = float(ppm) * 1e-6
+            self._err_off = offset
+            self._err_rate = ppm * 1e-6
             self._disc_off = self._disc_freq = self._slew_rate = 0.0
             self._slew_end = self._h0
             self.epoch += 1
@@ -180,7 +237,13 @@ class Clock:
             self._log(self._h0, "skew", float(offset) - before)
 
     def step(self, amount):
-        """Jump the clock by ``amount`` seconds now (NTP's step for a large offset)."""
+        """Jump the clock by ``amount`` seconds now (NTP's step for a large offset).
+
+        Raises:
+            InvalidInput: ``amount`` is not a finite number, or the clock would end up
+                68 years or more from the host clock.
+        """
+        check_seconds(self.offset() + check_seconds(amount, "step"), "the offset after the step")
         with self._lock:
             self._rebase()
             self._disc_off += amount
@@ -192,7 +255,13 @@ class Clock:
             self._log(self._h0, "step", amount)
 
     def slew(self, amount, duration):
-        """Add ``amount`` seconds gradually over ``duration`` seconds, replacing any slew under way."""
+        """Add ``amount`` seconds gradually over ``duration`` seconds, replacing any slew under way.
+
+        Raises:
+            InvalidInput: ``amount`` or ``duration`` is not a finite number of seconds.
+        """
+        amount = check_seconds(amount, "slew")
+        duration = check_seconds(duration, "slew duration", limit=1e9)
         with self._lock:
             self._rebase()
             duration = max(duration, 1e-6)
@@ -202,7 +271,12 @@ class Clock:
             self._log(self._h0, "slew", amount, duration)
 
     def adjust_frequency(self, delta_ppm, limit_ppm):
-        """Change the learned frequency correction by ``delta_ppm``, clamped to ±``limit_ppm``."""
+        """Change the learned frequency correction by ``delta_ppm``, clamped to ±``limit_ppm``.
+
+        Raises:
+            InvalidInput: either is not a finite number within ±``MAX_PPM``.
+        """
+        delta_ppm, limit_ppm = check_ppm(delta_ppm, "frequency change"), check_ppm(limit_ppm, "frequency limit")
         with self._lock:
             self._rebase()
             f = self._disc_freq + delta_ppm * 1e-6

@@ -27,7 +27,7 @@ import time
 import ntplib
 
 from ..errors import InvalidInput, ResourceTimeout
-from .clock import NTP_DELTA, to_ntp
+from .clock import ERA_S, NTP_DELTA, to_ntp
 
 NTP_PORT = 123
 PACKET_LEN = 48
@@ -66,6 +66,31 @@ def short(seconds):
     would claim a perfect path (one unit is about 15 µs).
     """
     return max(0, min(0xFFFFFFFF, math.ceil(seconds * 65536.0)))
+
+
+def nearest_era(timestamp, reference):
+    """``timestamp`` (NTP seconds as read off the wire, era 0) moved to the era nearest ``reference``.
+
+    The wire drops the era (a timestamp is the time modulo 2**32 s); RFC 5905 has a
+    client take the era that puts the server's time nearest its own, which is right
+    while the two clocks are less than 68 years apart.  A zero timestamp ("not set")
+    stays zero.
+    """
+    if not timestamp:
+        return timestamp
+    return timestamp + ERA_S * round((reference - timestamp) / ERA_S)
+
+
+def resolve_eras(stats, reference):
+    """Move the origin, receive, transmit and reference timestamps of ntplib's ``stats`` to the eras nearest ``reference``.
+
+    Args:
+        stats: an ``ntplib.NTPStats`` decoded from a reply.
+        reference: the client's own clock, in NTP seconds (any era).
+    """
+    for field in ("orig_timestamp", "recv_timestamp", "tx_timestamp", "ref_timestamp"):
+        setattr(stats, field, nearest_era(getattr(stats, field), reference))
+    return stats
 
 
 def refid_bytes(refid):
@@ -220,8 +245,8 @@ def exchange(host, port, clock=None, timeout=1.0, version=4):
         sock.settimeout(timeout)
         deadline = time.monotonic() + timeout
         h1 = time.time()
-        request = ntplib.NTPPacket(version=version, mode=MODE_CLIENT,
-                                   tx_timestamp=h1 + offset_at(h1) + NTP_DELTA).to_data()
+        t1 = h1 + offset_at(h1) + NTP_DELTA     # NTP seconds, in whatever era our clock is
+        request = ntplib.NTPPacket(version=version, mode=MODE_CLIENT, tx_timestamp=t1 % ERA_S).to_data()
         try:
             sock.sendto(request, addr)
             client_port = sock.getsockname()[1]
@@ -240,5 +265,7 @@ def exchange(host, port, clock=None, timeout=1.0, version=4):
                                   fix="check that an NTP server runs there") from None
     stats = ntplib.NTPStats()
     stats.from_data(data)
+    resolve_eras(stats, t1)
+    stats.orig_timestamp = t1      # exactly what we sent, era included
     stats.dest_timestamp = h4 + offset_at(h4) + NTP_DELTA
     return Sample(stats, h4, request_data=request, reply_data=data[:PACKET_LEN], client_port=client_port, server=src[:2])

@@ -35,6 +35,7 @@ from .sync import Syncer
 
 REFRESH = 0.25  # seconds between rebuilds of the reply header (root dispersion grows)
 FRAC = 4294967296.0
+MASK64 = 2**64 - 1  # a timestamp past 2036 goes out in era 1: modulo 2**64, as on the wire
 
 
 class RateLimit:
@@ -111,6 +112,7 @@ class NTPServer:
         self._sock = None
         self._thread = None
         self._running = False
+        self.failure = None        # why the serving thread died, if it did
         self._generation = 0
         self._headers = None
         self._kod_headers = [kod_header(v) for v in range(8)]
@@ -121,12 +123,17 @@ class NTPServer:
     def start(self):
         """Bind the socket and start answering (and polling upstreams, if any).
 
+        A server whose serving thread died (see :attr:`failure`) starts afresh, on the same port.
+
         Raises:
             Conflict: the port is already in use.
             InvalidInput: the address is not on this machine, or the port needs root.
         """
-        if self._sock is not None:
+        if self._sock is not None and self._running:
             return self
+        if self._sock is not None:
+            self.stop()         # what is left of a server whose thread died
+        self.failure = None
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
@@ -192,7 +199,7 @@ class NTPServer:
 
     @property
     def running(self):
-        """True while the server answers requests."""
+        """True while the server answers requests (False once its thread died: see :attr:`failure`)."""
         return self._running
 
     @property
@@ -244,6 +251,8 @@ class NTPServer:
         self._state_changed()
 
     def __repr__(self):
+        if self.failure:
+            return f"<NTPServer {self.name} {self.url} FAILED: {self.failure}>"
         return (f"<NTPServer {self.name} {self.url} stratum={self.stratum} refid={self.refid} "
                 f"offset={self.offset * 1e3:+.3f} ms>")
 
@@ -274,6 +283,14 @@ class NTPServer:
     # --- the hot path ---------------------------------------------------------------
 
     def _serve(self):
+        """Answer until stopped; if anything kills the loop, the server is marked failed with the reason."""
+        try:
+            self._answer()
+        except BaseException as exc:     # noqa: B036 - the reason must outlive the thread
+            self.failure = f"the serving thread died: {type(exc).__name__}: {exc}"
+            self._running = False
+
+    def _answer(self):
         sock = self._sock
         buf = bytearray(2048)
         bufs = [memoryview(buf)]
@@ -330,8 +347,8 @@ class NTPServer:
             h3 = host_time()
             off3 = a + b * (h3 - h0) if h3 < h_end else a_end + b_end * (h3 - h_end)
             try:
-                send(headers[version] + pack_tail(origin, int((h2 + off2 + delta) * FRAC),
-                                                  int((h3 + off3 + delta) * FRAC)), addr)
+                send(headers[version] + pack_tail(origin, int((h2 + off2 + delta) * FRAC) & MASK64,
+                                                  int((h3 + off3 + delta) * FRAC) & MASK64), addr)
                 counts[1] += 1
             except OSError:
                 counts[2] += 1

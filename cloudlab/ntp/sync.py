@@ -148,6 +148,7 @@ class Syncer:
         self._epoch = clock.epoch
         self._thread = None
         self._stop = threading.Event()
+        self.failure = None             # why the polling thread died, if it did
 
     # --- the loop -------------------------------------------------------------------
 
@@ -173,6 +174,13 @@ class Syncer:
                 self.poll_once()
             except CloudlabError:  # a bad moment (e.g. interface gone) must not kill the loop
                 pass
+            except Exception as exc:
+                # anything else is a bug: say so, and stop claiming to be synchronised
+                self.failure = f"the polling thread died: {type(exc).__name__}: {exc}"
+                self._unsynchronise()
+                if self.on_update:
+                    self.on_update()
+                return
             self._stop.wait(max(0.0, self.poll - (time.monotonic() - started)))
 
     # --- one poll -------------------------------------------------------------------
