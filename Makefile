@@ -16,7 +16,8 @@ JUPYTER_PORT ?= 8888
 # image is not installed: `cloudlab image build` downloads the .deb and unpacks it.
 SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
-	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd
+	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd \
+	nfs-ganesha nfs-ganesha-vfs xfsprogs
 
 # Tests and notebooks run the lab host inside a network namespace of their own, so that
 # no packet of the lab leaves this machine.  `make lab` uses the host's network unless

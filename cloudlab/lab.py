@@ -24,7 +24,9 @@ SERVICES = {
     "host": "cloudlab.host:LabHost",
     "image": "cloudlab.image:ImageService",
     "compute": "cloudlab.compute:Compute",
+    "block_storage": "cloudlab.block_storage:BlockStorage",
     "object_store": "cloudlab.object_store:ObjectStore",
+    "shared_file_system": "cloudlab.shared_file_system:SharedFileSystem",
     "ntp": "cloudlab.ntp:TimeService",
 }
 
@@ -78,6 +80,11 @@ class Lab:
                 self._services[attribute] = svc
                 self.started = True
             return self._services[attribute]
+
+    def running(self, attribute):
+        """The service for ``attribute`` if it has been started, else None (never starts one)."""
+        with self._lock:
+            return self._services.get(attribute)
 
     def __getattr__(self, attribute):
         # only called for attributes not found normally: the lazily started services

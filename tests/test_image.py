@@ -170,3 +170,22 @@ def test_image_with_a_lost_disk_is_reported_and_deletable(registry):
     assert "missing" in str(err.value) and "delete_image" in str(err.value)
     registry.delete_image("lost")
     assert "lost" not in [p.name for p in registry.root.iterdir()]
+
+
+def test_root_disk_has_modules_loaded_on_demand():
+    # the NFS client is not in the initramfs (nothing loads it at boot) but on the root
+    # disk, where busybox's modprobe finds it when `mount -t nfs4` asks for fs-nfs4
+    img = default_image()
+    rootfs = Path(img.disk).parent / "rootfs"
+    manifest = json.loads((Path(img.disk).parent / "manifest.json").read_text())
+    modules = rootfs / "lib" / "modules" / manifest["kernel_release"]
+    deps = dict(line.split(":", 1) for line in (modules / "modules.dep").read_text().splitlines())
+    nfsv4 = next(path for path in deps if path.endswith("/nfsv4.ko"))
+    assert "sunrpc.ko" in deps[nfsv4] and "nfs.ko" in deps[nfsv4]
+    assert all((modules / path).is_file() for path in deps)
+    assert "alias fs-nfs4 nfsv4" in (rootfs / "etc/modprobe.d/cloudlab.conf").read_text()
+    assert "nfsv4.ko" in manifest["disk_modules"]
+    assert (rootfs / "usr/bin/lsblk").stat().st_mode & 0o111
+    listing = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(img.initrd, "rb"),
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert "lib/modules/nfsv4.ko" not in listing        # no boot pays for it

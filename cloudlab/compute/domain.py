@@ -185,6 +185,28 @@ class RawElement(Element):
 
 
 @dataclasses.dataclass
+class PCIeRootPorts(Element):
+    """``<controller model='pcie-root-port'>`` x ``count``: the slots a q35 guest can hot-plug into.
+
+    On q35 every PCIe device sits behind a root port and ports cannot be added to
+    a running machine, so a volume can be attached live only where a free port
+    was there from the start.  libvirt gives the devices of the XML their ports
+    and leaves one spare; Nova's ``[libvirt] num_pcie_ports`` asks for more, and
+    so does this (the i440fx ``pc`` machine hot-plugs into its plain PCI bus).
+    """
+
+    count: int
+
+    def build(self, parent):
+        """Append the PCIe root (index 0) and ``count`` root ports to ``parent``; returns the root."""
+        # libvirt numbers PCI controllers; index 0 must be the root when others are given
+        root = _sub(parent, "controller", type="pci", index=0, model="pcie-root")
+        for index in range(1, self.count + 1):
+            _sub(parent, "controller", type="pci", index=index, model="pcie-root-port")
+        return root
+
+
+@dataclasses.dataclass
 class NoDevice(Element):
     """A device libvirt would add by default, switched off (USB controller, balloon, video)."""
 
@@ -262,6 +284,11 @@ class Domain(Element):
         return ET.tostring(el, encoding="unicode") + "\n"
 
 
+# root ports of a q35 server: its own devices (disk, NIC, agent channel) take three,
+# the rest are free for volumes attached while it runs (see PCIeRootPorts)
+PCIE_ROOT_PORTS = 8
+
+
 def cpu_for(domain_type):
     """The CPU model for a domain type: the host's own CPU under KVM, ``qemu64`` under TCG.
 
@@ -307,6 +334,10 @@ def server_domain(name, *, domain_type, vcpus, ram_mib, profile, kernel, initrd,
     devices += [
         SerialLog(str(console_log)),
         RawElement(channel_xml),
+    ]
+    if profile.machine == "q35":
+        devices.append(PCIeRootPorts(PCIE_ROOT_PORTS))
+    devices += [
         # nothing the guest does not use: each device costs probing time under emulation
         NoDevice("controller", {"type": "usb", "model": "none"}),
         NoDevice("video", {}),

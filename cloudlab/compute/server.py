@@ -223,13 +223,23 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             found = self.addresses
-            if found:
+            # the lease is written when dnsmasq acknowledges it, a moment before the guest's
+            # DHCP client sets the address: wait for the guest too, so it can be used at once
+            if found and (self.status != ACTIVE or self._guest_has(found)):
                 return found
             if time.monotonic() >= deadline:
                 raise ResourceTimeout(f"server {self.name} got no address on {self.network} within "
                                       f"{timeout:g} s; last console lines:\n{self._last_console()}",
                                       fix="is the server ACTIVE? DHCP starts after the guest boots")
             time.sleep(0.25)
+
+    def _guest_has(self, found):
+        """True when the guest's own interfaces carry every address in ``found``."""
+        try:
+            configured = self.agent.run("ip -4 -o addr show", timeout=5).stdout
+        except CloudlabError:
+            return False
+        return all(f" {address}/" in configured for addresses in found.values() for address in addresses)
 
     def disk_info(self):
         """``qemu-img info`` of the server's disk (its copy-on-write overlay) as a dict.
@@ -397,6 +407,38 @@ class Server:
     def delete(self):
         """Delete the server: power off, undefine the domain, remove its disk, log and socket."""
         self._compute.delete_server(self)
+
+    # -- volumes: the compute side of attaching (see cloudlab.compute.volumes) ------------
+
+    def attach_volume(self, connection, serial, timeout=15.0):
+        """Hot-plug a volume described by block storage's connection info; returns ``(target, device)``.
+
+        ``target`` is the name libvirt was asked for (``vdb``), ``device`` the one the
+        guest gave the disk (None while the server is not ACTIVE).  See
+        :func:`cloudlab.compute.volumes.attach` for the errors.
+        """
+        from . import volumes
+        return volumes.attach(self, connection, serial, timeout=timeout)
+
+    def detach_volume(self, serial, timeout=15.0):
+        """Hot-unplug the volume with ``serial`` and wait until the guest released it."""
+        from . import volumes
+        volumes.detach(self, serial, timeout=timeout)
+
+    def extend_volume(self, serial, size_bytes):
+        """Tell QEMU the volume with ``serial`` grew to ``size_bytes``; the guest sees the new size."""
+        from . import volumes
+        volumes.extend(self, serial, size_bytes)
+
+    def volume_device(self, serial):
+        """The guest's name for the volume with ``serial`` (e.g. ``vdb``), read inside the guest; or None."""
+        from . import volumes
+        return volumes.guest_device(self, serial)
+
+    def volume_target(self, serial):
+        """libvirt's target name of the volume with ``serial`` on this server, or None when not attached."""
+        from . import volumes
+        return volumes.attached_target(self, serial)
 
     def _grow_disk(self, disk_gib):
         run_tool(["qemu-img", "resize", "-q", "-f", "qcow2", str(self.disk), f"{disk_gib}G"],

@@ -385,6 +385,12 @@ def leftovers(prefix=None):
     for lab_dir in (home.iterdir() if home.is_dir() else []):
         if lab_dir.is_dir() and lab_dir.name not in ("host", "images"):
             found += [f"file {item}" for item in lab_dir.iterdir() if item.name.startswith(prefix)]
+    # the storage services' own: daemons, loop devices, mounts (their files are found above)
+    from ..block_storage import leftovers as block_storage_leftovers
+    from ..shared_file_system import leftovers as shared_file_system_leftovers
+    for item in block_storage_leftovers(home, prefix) + shared_file_system_leftovers(home, prefix):
+        if item not in found:
+            found.append(item)
     return found
 
 

@@ -62,6 +62,14 @@ MODULE_GROUPS = [
     ("9p", "1af4:1009 1af4:1049", ["9pnet_virtio", "9p"]),
 ]
 MODULES = [m for _, _, modules in MODULE_GROUPS for m in modules]
+# Modules kept on the root disk instead of the initramfs: nothing loads them at boot,
+# the kernel asks for them when first needed (``mount -t nfs4`` makes it run
+# /sbin/modprobe fs-nfs4, busybox's modprobe, which reads modules.dep and the alias in
+# /etc/modprobe.d/), so a guest that never mounts a share pays nothing for them.
+DISK_MODULES = {
+    # the NFS client (shares of the shared file system service)
+    "nfsv4": ["fs-nfs4", "nfs4"],
+}
 # quiet: every console byte is a trap into the emulator; the guest's own lines still show.
 # cryptomgr.notests: skip the kernel's self-tests of its crypto algorithms, which
 # take a quarter of the kernel's boot under emulation (measured: 3.0 s -> 2.5 s to ready).
@@ -149,6 +157,7 @@ def _guest_files():
         ("etc/udhcpc.script", GUEST_DIR / "udhcpc.script", 0o755),
         ("etc/acpi/PWRF/00000080", GUEST_DIR / "acpi" / "PWRF" / "00000080", 0o755),
         ("usr/sbin/cloudlab-agent", GUEST_DIR / "agent", 0o755),
+        ("usr/bin/lsblk", GUEST_DIR / "lsblk", 0o755),
     ]
 
 
@@ -157,6 +166,7 @@ def build_key(kernel_package, busybox_version):
     digest = hashlib.sha256()
     digest.update(f"{BUILDER_VERSION}|{kernel_package}|{busybox_version}|{DISK_MIB}|{CMDLINE}|".encode())
     digest.update(repr(MODULE_GROUPS).encode())
+    digest.update(repr(DISK_MODULES).encode())
     for source in sorted(GUEST_DIR.rglob("*")):
         if source.is_file():
             digest.update(str(source.relative_to(GUEST_DIR)).encode() + b"\0" + source.read_bytes())
@@ -188,6 +198,32 @@ def _stage_rootfs(root, busybox):
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "etc" / "motd").write_text("cloudlab guest: busybox on Debian's kernel\n")
+
+
+def _stage_disk_modules(root, modules_dir, release):
+    """Put :data:`DISK_MODULES` and their dependencies under ``lib/modules/RELEASE`` of the root disk.
+
+    ``modules.dep`` is written in depmod's format (``path: dependency ...``, the
+    dependency loaded last listed first), which busybox's modprobe reads; the
+    aliases go to ``/etc/modprobe.d/cloudlab.conf``.  Returns the modules' paths.
+    """
+    target = root / "lib" / "modules" / release
+    lines, aliases, staged = [], [], []
+    for module, names in DISK_MODULES.items():
+        ordered = kernel.resolve_modules(modules_dir, [module])   # dependencies first
+        for index, rel in enumerate(ordered):
+            if rel in staged:
+                continue
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(modules_dir / rel, target / rel)
+            deps = kernel.resolve_modules(modules_dir, [Path(rel).stem])[:-1]
+            lines.append(f"{rel}: {' '.join(reversed(deps))}".rstrip())
+            staged.append(rel)
+        aliases += [f"alias {name} {module}" for name in names]
+    (target / "modules.dep").write_text("\n".join(lines) + "\n")
+    (root / "etc" / "modprobe.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "modprobe.d" / "cloudlab.conf").write_text("\n".join(aliases) + "\n")
+    return staged
 
 
 def _compile_sntp(target):
@@ -322,6 +358,8 @@ def _build_into(target, package, busybox, say):
         say(f"initramfs: busybox and {len(seen)} modules")
         rootfs = out / "rootfs"
         _stage_rootfs(rootfs, busybox)
+        disk_modules = _stage_disk_modules(rootfs, modules_dir, release)
+        say(f"root disk: {len(disk_modules)} modules loaded on demand ({', '.join(DISK_MODULES)})")
         _make_initramfs(out / "initrd.img", busybox, modules_dir, module_paths)
         say(f"base disk: ext4, {DISK_MIB} MiB virtual, qcow2")
         _make_disk(out / "disk.qcow2", rootfs, DISK_MIB)
@@ -332,6 +370,7 @@ def _build_into(target, package, busybox, say):
             "cmdline": CMDLINE, "min_ram_mib": MIN_RAM_MIB, "created_at": time.time(),
             "kernel_package": f"{package[0]}={package[1]}", "kernel_release": release,
             "modules": {group: [Path(p).name for p in paths] for group, _, paths in module_paths},
+            "disk_modules": [Path(p).name for p in disk_modules],
         }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
         shutil.rmtree(unpacked)
