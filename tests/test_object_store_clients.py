@@ -6,22 +6,15 @@ and presigns a URL.  A browser's form upload is in ``test_object_store_s3_featur
 """
 
 import filecmp
-import json
 import os
-import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from cloudlab.object_store.server import ObjectStoreServer
+from tests.clients import aws_cli, rclone_env, run, s3cmd_cli, swift_cli
 
-BIN = Path(sys.executable).parent
-AWS = str(BIN / "aws")
-SWIFT = str(BIN / "swift")
 USERS = {"test:tester": "testing"}
 
 
@@ -57,28 +50,11 @@ def same_tree(a, b):
     return True
 
 
-def run(cmd, env=None, cwd=None):
-    assert shutil.which(cmd[0]), f"{cmd[0]} is missing: `make test` installs it (Makefile SYSTEM_PACKAGES)"
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
-    assert result.returncode == 0, f"{cmd[0]} {cmd[1:3]} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 # ------------------------------------------------------------------ the AWS CLI
 
 @pytest.fixture(scope="module")
 def aws(server, tmp_path_factory):
-    home = tmp_path_factory.mktemp("awshome")
-    config = home / "config"
-    config.write_text("[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n")
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "AWS_CONFIG_FILE": str(config),
-           "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"), "AWS_ACCESS_KEY_ID": "test:tester",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
-
-    def call(*args, parse=False):
-        out = run([AWS, "--endpoint-url", server.url, *args], env=env)
-        return json.loads(out) if parse and out.strip() else out
-    return call
+    return aws_cli(server.url, tmp_path_factory.mktemp("awshome"))
 
 
 def test_aws_s3_copies_a_tree_up_and_down(aws, tree, tmp_path):
@@ -143,11 +119,7 @@ def test_aws_public_object_anonymous_and_presigned(server, aws, tmp_path):
 # ------------------------------------------------------------------ rclone and s3cmd (Debian)
 
 def test_rclone_copies_a_tree_up_and_down(server, tree, tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
-           "RCLONE_CONFIG_LAB_TYPE": "s3", "RCLONE_CONFIG_LAB_PROVIDER": "Other",
-           "RCLONE_CONFIG_LAB_ACCESS_KEY_ID": "test:tester", "RCLONE_CONFIG_LAB_SECRET_ACCESS_KEY": "testing",
-           "RCLONE_CONFIG_LAB_ENDPOINT": server.url, "RCLONE_CONFIG_LAB_FORCE_PATH_STYLE": "true",
-           "RCLONE_CONFIG_LAB_REGION": "us-east-1"}
+    env = rclone_env(server.url, tmp_path)
     run(["rclone", "mkdir", "lab:rclone-tree"], env=env)
     run(["rclone", "copy", str(tree), "lab:rclone-tree/up"], env=env)
     assert "docs/notes/한국어 노트.txt" in run(["rclone", "lsf", "-R", "lab:rclone-tree/up"], env=env)
@@ -158,40 +130,35 @@ def test_rclone_copies_a_tree_up_and_down(server, tree, tmp_path):
 
 
 def test_s3cmd_copies_a_tree_and_makes_an_object_public(server, tree, tmp_path):
-    host = server.url.removeprefix("http://")
-    config = tmp_path / "s3cfg"
-    config.write_text(f"[default]\naccess_key = test:tester\nsecret_key = testing\nhost_base = {host}\n"
-                      f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n")
-    s3cmd = ["s3cmd", "-c", str(config)]
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    run([*s3cmd, "mb", "s3://s3cmd-tree"], env=env)
-    run([*s3cmd, "put", "--recursive", str(tree) + "/", "s3://s3cmd-tree/up/"], env=env)
+    s3cmd = s3cmd_cli(server.url, tmp_path)
+    s3cmd("mb", "s3://s3cmd-tree")
+    s3cmd("put", "--recursive", str(tree) + "/", "s3://s3cmd-tree/up/")
     (tmp_path / "down").mkdir()
-    run([*s3cmd, "get", "--recursive", "s3://s3cmd-tree/up/", str(tmp_path / "down") + "/"], env=env)
+    s3cmd("get", "--recursive", "s3://s3cmd-tree/up/", str(tmp_path / "down") + "/")
     assert same_tree(tree, tmp_path / "down")
-    run([*s3cmd, "setacl", "--acl-public", "s3://s3cmd-tree/up/docs/readme.txt"], env=env)
+    s3cmd("setacl", "--acl-public", "s3://s3cmd-tree/up/docs/readme.txt")
     with urllib.request.urlopen(f"{server.url}/s3cmd-tree/up/docs/readme.txt", timeout=10) as r:
         assert r.read() == b"object storage\n"
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(f"{server.url}/s3cmd-tree/up/empty", timeout=10)
     assert exc.value.code == 403
-    run([*s3cmd, "del", "--recursive", "--force", "s3://s3cmd-tree"], env=env)
-    run([*s3cmd, "rb", "s3://s3cmd-tree"], env=env)
+    s3cmd("del", "--recursive", "--force", "s3://s3cmd-tree")
+    s3cmd("rb", "s3://s3cmd-tree")
 
 
 # ------------------------------------------------------------------ the swift CLI
 
 def test_swift_cli_tree_and_public_container(server, tree, tmp_path):
-    auth = ["-A", server.url + "/auth/v1.0", "-U", "test:tester", "-K", "testing"]
-    run([SWIFT, *auth, "upload", "swift-tree", "."], cwd=tree)
+    swift = swift_cli(server.url)
+    swift("upload", "swift-tree", ".", cwd=tree)
     (tmp_path / "down").mkdir()
-    run([SWIFT, *auth, "download", "swift-tree"], cwd=tmp_path / "down")
+    swift("download", "swift-tree", cwd=tmp_path / "down")
     assert same_tree(tree, tmp_path / "down")
     url = f"{server.url}/v1/AUTH_test/swift-tree/docs/readme.txt"
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(url, timeout=10)
     assert exc.value.code == 401
-    run([SWIFT, *auth, "post", "-r", ".r:*", "swift-tree"])
+    swift("post", "-r", ".r:*", "swift-tree")
     with urllib.request.urlopen(url, timeout=10) as r:
         assert r.read() == b"object storage\n"
-    run([SWIFT, *auth, "delete", "swift-tree"])
+    swift("delete", "swift-tree")

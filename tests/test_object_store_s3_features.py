@@ -4,6 +4,7 @@ precise errors for what is malformed or out of scope.  Driven by boto3; anonymou
 browser forms by urllib and http.client, as a browser or ``curl`` would send them.
 """
 
+import email.utils
 import hashlib
 import http.client
 import json
@@ -392,14 +393,16 @@ def test_out_of_scope_operations_are_not_implemented_by_name(s3, bucket):
 
 
 def test_malformed_xml_and_unknown_subresource(server, s3, bucket):
-    s3.meta.events.register_first("before-sign.s3.PutBucketVersioning",
-                                  lambda request, **kw: setattr(request, "data", b"<Versioning"))
+    def truncate(request, **kw):
+        request.data = b"<Versioning"
+    s3.meta.events.register_first("before-sign.s3.PutBucketVersioning", truncate)
     try:
         with pytest.raises(ClientError) as exc:
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         assert error_code(exc) == "MalformedXML"
     finally:
-        s3.meta.events.unregister("before-sign.s3.PutBucketVersioning")
+        # (unregister needs the handler itself: without it the truncation stays for later tests)
+        s3.meta.events.unregister("before-sign.s3.PutBucketVersioning", truncate)
     assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
     url = s3.generate_presigned_url("list_objects_v2", Params={"Bucket": bucket})
     status, _, body = anonymous(server, "GET", url.replace(server.url, "") + "&frobnicate")
@@ -422,10 +425,44 @@ def test_unicode_metadata_round_trips_as_sent(server, s3, bucket):
 
 
 def test_bucket_already_exists_vs_owned(server, s3, bucket):
-    with pytest.raises(ClientError) as exc:
-        s3.create_bucket(Bucket=bucket)
-    assert error_code(exc) == "BucketAlreadyOwnedByYou"
+    # CreateBucket's reference: BucketAlreadyOwnedByYou in every region but us-east-1 (the store's),
+    # where re-creating a bucket you own answers 200 OK and resets its ACL; the data stays
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"still here")
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    assert anonymous(server, "GET", f"/{bucket}")[0] == 200
+    again = s3.create_bucket(Bucket=bucket)
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert anonymous(server, "GET", f"/{bucket}")[0] == 403          # the ACL is private again
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"still here"
+    s3.create_bucket(Bucket=bucket, ACL="public-read")                 # reset to what the request asks
+    assert anonymous(server, "GET", f"/{bucket}")[0] == 200
     with pytest.raises(ClientError) as exc:
         make_client(server, "other:user2", "secret2").create_bucket(Bucket=bucket)
     assert error_code(exc) == "BucketAlreadyExists"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+
+
+def test_version_errors_as_the_reference_names_them(server, s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=bucket, Key="doc", Body=b"one")
+    missing = "0" * 28
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="doc", VersionId=missing)
+    error = exc.value.response["Error"]
+    assert error["Code"] == "NoSuchVersion" and exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert error["Key"] == "doc" and error["VersionId"] == missing
+    # a GET naming a delete marker's version: 405 with x-amz-delete-marker and Last-Modified
+    marker = s3.delete_object(Bucket=bucket, Key="doc")["VersionId"]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="doc", VersionId=marker)
+    headers = exc.value.response["ResponseMetadata"]["HTTPHeaders"]
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405
+    assert error_code(exc) == "MethodNotAllowed"
+    assert headers["x-amz-delete-marker"] == "true" and headers["x-amz-version-id"] == marker
+    listed = s3.list_object_versions(Bucket=bucket)["DeleteMarkers"][0]["LastModified"]
+    assert abs(email.utils.parsedate_to_datetime(headers["last-modified"]) - listed).total_seconds() < 1
+    # the latest version being a marker: 404 NoSuchKey, still saying it is a marker
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="doc")
+    assert error_code(exc) == "NoSuchKey"
+    assert exc.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"

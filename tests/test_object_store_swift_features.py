@@ -135,21 +135,60 @@ def test_unacceptable_accept_is_406_and_format_wins(server, conn, listed):
     assert status == 200 and h["content-type"].startswith("application/json")
 
 
-@pytest.mark.parametrize("query", ["limit=-1", "limit=abc", "limit=10001"])
-def test_bad_limits_are_412(server, conn, listed, query):
-    assert raw(server, "GET", f"/v1/AUTH_test/listed?{query}", conn=conn)[0] == 412
+@pytest.mark.parametrize("path", ["/v1/AUTH_test/listed", "/v1/AUTH_test"])
+def test_limits_as_swift_reads_them(server, conn, listed, path):
+    # Swift's constrain_req_limit: a limit that is not a whole number is ignored, one above the maximum is 412
+    whole = raw(server, "GET", path, conn=conn)
+    for query in ("limit=-1", "limit=abc", "limit=", "limit=%EF%BC%91"):     # the last: a full-width digit 1
+        assert raw(server, "GET", f"{path}?{query}", conn=conn)[::2] == whole[::2]
+    status, _, body = raw(server, "GET", f"{path}?limit=10001", conn=conn)
+    assert status == 412 and b"Maximum limit is 10000" in body
+    assert raw(server, "GET", f"{path}?limit=1", conn=conn)[2].count(b"\n") == 1
+
+
+def test_path_lists_only_what_is_directly_inside(server, conn, container):
+    for name in ("top", "a/", "a/one", "a/two", "a/deeper/three", "b/four"):
+        conn.put_object(container, name, b"x")
+    names = lambda query: [e.get("name", e.get("subdir")) for e in conn.get_container(container, query_string=query)[1]]
+    # Swift skips deeper names under path= instead of rolling them up into subdir entries,
+    # and leaves out the object named like the pseudo-directory itself
+    assert names("path=a") == ["a/one", "a/two"]
+    assert names("path=a/") == ["a/one", "a/two"]
+    assert names("path=") == ["top"]
+    assert names("path=a&limit=1") == ["a/one"]
+    assert names("delimiter=/") == ["a/", "b/", "top"]          # a delimiter still rolls them up
+
+
+def test_account_listing_names_the_storage_policy(server, conn, listed):
+    entry = [e for e in conn.get_account()[1] if e["name"] == "listed"][0]
+    assert entry["storage_policy"] == "Policy-0"
+    _, _, body = raw(server, "GET", "/v1/AUTH_test?format=xml", conn=conn)
+    assert b"<name>listed</name>" in body and b"<storage_policy>Policy-0</storage_policy>" in body
 
 
 # ---- conditional and ranged requests ------------------------------------------------------------------
 
 def test_304_and_412_carry_etag_accept_ranges_and_last_modified(server, conn, container):
-    etag = conn.put_object(container, "c", b"conditional")
+    etag = conn.put_object(container, "c", b"conditional", content_type="text/plain",
+                           headers={"X-Object-Meta-Color": "blue"})
     path = f"/v1/AUTH_test/{container}/c"
     for headers, status in [({"If-None-Match": etag}, 304), ({"If-Match": "nope"}, 412),
                             ({"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}, 412)]:
-        got, h, _ = raw(server, "GET", path, headers, conn=conn)
-        assert got == status
-        assert h["etag"] == etag and h["accept-ranges"] == "bytes" and "last-modified" in h
+        for method in ("GET", "HEAD"):
+            got, h, body = raw(server, method, path, headers, conn=conn)
+            assert got == status and body == b""
+            assert h["etag"] == etag and h["accept-ranges"] == "bytes" and "last-modified" in h
+            # as Swift's own: the object's type and metadata ride along on a 304 or 412
+            assert h["content-type"] == "text/plain" and h["x-object-meta-color"] == "blue"
+    # each condition is evaluated on its own, as Swift does (not RFC 9110's If-Match-first order)
+    past, future = "Mon, 01 Jan 2001 00:00:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"
+    assert raw(server, "GET", path, {"If-Match": etag, "If-Unmodified-Since": past}, conn=conn)[0] == 412
+    assert raw(server, "GET", path, {"If-None-Match": "other", "If-Modified-Since": future}, conn=conn)[0] == 304
+    assert raw(server, "GET", path, {"If-Match": "other", "If-None-Match": etag}, conn=conn)[0] == 412
+    assert raw(server, "GET", path, {"If-Match": etag, "If-Modified-Since": past}, conn=conn)[0] == 200
+    status, h, _ = raw(server, "GET", path, {"Range": "bytes=100-200"}, conn=conn)
+    assert status == 416 and h["content-range"] == "bytes */11" and h["etag"] == etag
+    assert h["x-object-meta-color"] == "blue"
     assert raw(server, "PUT", path, {"If-None-Match": etag}, b"x", conn=conn)[0] == 400
 
 
@@ -304,6 +343,10 @@ def test_versioned_container(server, conn, container):
     assert status_of(conn.get_object, container, "v") == 404
     assert conn.get_object(container, "v", query_string=f"version-id={first}")[1] == b"one"
     assert raw(server, "GET", f"/v1/AUTH_test/{container}/v?version-id=bogus", conn=conn)[0] == 400
+    # a version id in Swift's own form (a timestamp) is well formed there: no such version, 404
+    for method in ("GET", "HEAD", "DELETE"):
+        assert raw(server, method, f"/v1/AUTH_test/{container}/v?version-id=1234567890.12345", conn=conn)[0] == 404
+    assert conn.get_object(container, "v", query_string=f"version-id={first}")[1] == b"one"
     assert raw(server, "POST", f"/v1/AUTH_test/{container}", {"X-Versions-Location": "old"}, b"",
                conn=conn)[0] == 501
 

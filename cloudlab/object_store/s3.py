@@ -4,8 +4,9 @@ A *bucket* is a Swift *container* and a *key* is an *object* name.  Requests are
 with Signature V4 (:mod:`.sigv4`) by an access key ``account:user`` whose secret is the
 user's key (as in Swift's s3api), or not signed at all: an *anonymous* request, which
 succeeds only where a bucket's ACL or policy allows it (:mod:`.access`).  Bucket names
-are global, as in S3: a bucket belongs to the account that created it, and another
-account creating one of that name gets ``BucketAlreadyExists``.  ``x-amz-meta-color``
+are global, as in S3: a bucket belongs to the account that created it, another
+account creating one of that name gets ``BucketAlreadyExists``, and its owner creating it
+again gets 200 OK (us-east-1's legacy answer; other regions say ``BucketAlreadyOwnedByYou``).  ``x-amz-meta-color``
 and Swift's ``X-Object-Meta-Color`` are one and the same stored metadata entry.
 
 Requests are path-style (``/bucket/key``).  Which operation a request is comes from its
@@ -52,6 +53,7 @@ from .storage import (NULL, ContainerBusy, ContainerNotEmpty, DeleteMarker, Etag
 from .swift import parse_ranges
 
 XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+REGION = "us-east-1"            # the store's one region (North Virginia, S3's first)
 MAX_KEYS = 1000
 SMALL_BODY = 1 << 20            # bodies up to this size are read whole: one disk write, no streaming
 INLINE_GET = 256 << 10          # objects up to this size are answered in one piece
@@ -231,13 +233,21 @@ async def handle(request, store, users):
         response = error_response(exc, resource, request_id, head)
     except DeleteMarker as exc:
         status, code = (405, "MethodNotAllowed") if exc.addressed else (404, "NoSuchKey")
+        headers = {"x-amz-delete-marker": "true", "x-amz-version-id": exc.version_id or NULL}
+        if exc.addressed and exc.timestamp is not None:
+            headers["Last-Modified"] = _http_date(exc.timestamp)    # as the GetObject reference says
+        details = {"Method": request.method, "ResourceType": "DeleteMarker"} if exc.addressed else \
+            {"Key": op.key if op is not None else ""}
         response = error_response(S3Error(code, "The specified method is not allowed against this resource: "
                                           "it is a delete marker" if exc.addressed else
                                           "The specified key does not exist (its latest version is a delete "
-                                          "marker).", status,
-                                          headers={"x-amz-delete-marker": "true",
-                                                   "x-amz-version-id": exc.version_id or NULL}),
+                                          "marker).", status, details=details, headers=headers),
                                   resource, request_id, head)
+    except NoSuchVersion as exc:
+        # the reference's NoSuchVersion names the key and the version asked for
+        details = {"Key": op.key, "VersionId": op.query.get("versionId", "")} if op is not None else {}
+        response = error_response(S3Error("NoSuchVersion", "The specified version does not exist. " + exc.message,
+                                          404, details=details), resource, request_id, head)
     except (CloudlabError, AccessError) as exc:
         response = error_response(_translate(exc), resource, request_id, head)
     except OSError as exc:
@@ -541,9 +551,9 @@ class _Operation:
         if body.strip():
             doc = self._parse_xml(body, "CreateBucketConfiguration")
             region = _text(doc, "LocationConstraint", "")
-            if region not in ("", "us-east-1"):
+            if region not in ("", REGION):
                 raise S3Error("InvalidLocationConstraint", f"The specified location-constraint is not valid: "
-                              f"this store has one region, us-east-1, not {region!r}")
+                              f"this store has one region, {REGION}, not {region!r}")
         acl = self._acl_from_headers()
         owner = await self.store.container_owner(self.bucket)
         if owner is not None and owner != self.requester:
@@ -552,14 +562,16 @@ class _Operation:
                           "again.", 409, details={"BucketName": self.bucket})
         config = {"acl": acl} if acl else None
         if not await self.store.create_container(self.requester, self.bucket, config=config):
-            raise S3Error("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
-                          "succeeded and you already own it.", 409, details={"BucketName": self.bucket})
+            # S3 answers BucketAlreadyOwnedByYou (409) in every region but us-east-1, this
+            # store's: there, for legacy compatibility (CreateBucket's reference), 200 OK, and
+            # the bucket's ACL is reset to the one this request asks for (private without one)
+            await self.store.update_container_config(self.requester, self.bucket, {"acl": acl or None})
         return web.Response(status=200, headers={"Location": f"/{self.bucket}"})
 
     async def head_bucket(self):
         """HeadBucket: 200 if the bucket exists and may be read, 403 or 404 (no body) otherwise."""
         await self._require("s3:ListBucket")
-        return web.Response(status=200, headers={"x-amz-bucket-region": "us-east-1"})
+        return web.Response(status=200, headers={"x-amz-bucket-region": REGION})
 
     async def delete_bucket(self):
         """DELETE on a bucket: DeleteBucket, or DeleteBucketPolicy/Cors/Tagging."""

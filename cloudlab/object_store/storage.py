@@ -112,12 +112,14 @@ class DeleteMarker(NotFound):
         version_id: the delete marker's version id.
         addressed: True when the request named the marker's version id itself
             (S3 answers 405 then, 404 otherwise).
+        timestamp: when the marker was made (S3's 405 carries it as Last-Modified).
     """
 
-    def __init__(self, message, version_id, addressed=False):
+    def __init__(self, message, version_id, addressed=False, timestamp=None):
         super().__init__(message)
         self.version_id = version_id
         self.addressed = addressed
+        self.timestamp = timestamp
 
 
 @dataclass
@@ -596,7 +598,8 @@ class _Container:
             older = self.versions.get(name)
             if older and older[0].marker:
                 raise DeleteMarker(f"object {name!r} in container {self.name!r} was deleted (its latest "
-                                   "version is a delete marker)", older[0].version_id)
+                                   "version is a delete marker)", older[0].version_id,
+                                   timestamp=older[0].timestamp)
             raise NotFound(f"object {name!r} not found in container {self.name!r}")
         if current is not None and current[4] == version_id:
             return self.object_path(name)
@@ -604,7 +607,7 @@ class _Container:
             if v.version_id == version_id:
                 if v.marker:
                     raise DeleteMarker(f"version {version_id or NULL} of {name!r} is a delete marker",
-                                       version_id, addressed=True)
+                                       version_id, addressed=True, timestamp=v.timestamp)
                 return self.version_path(name, version_id)
         if current is None and name not in self.versions:
             raise NotFound(f"object {name!r} not found in container {self.name!r}")
@@ -858,18 +861,19 @@ class Store:
         await self._run(update)
 
     async def list_containers(self, account, prefix="", delimiter=None, marker=None,
-                              end_marker=None, limit=10000, reverse=False):
+                              end_marker=None, limit=10000, reverse=False, subdirs=True):
         """List an account's containers in name order.
 
         Returns a list of :class:`ListEntry` with ``count`` (objects), ``size``
         (bytes) and ``timestamp`` (last modified) set, or common prefixes when
-        ``delimiter`` is given.
+        ``delimiter`` is given (``subdirs=False`` leaves them out, as :meth:`list_objects`).
         """
         acc = await self._run(self._account, account)
         containers = await self._run(self._containers, acc)
         names = sorted(containers)
         out = []
-        for name in (_select_reverse if reverse else _select)(names, prefix, delimiter, marker, end_marker, limit):
+        select = _select_reverse if reverse else _select
+        for name in select(names, prefix, delimiter, marker, end_marker, limit, subdirs):
             if isinstance(name, tuple):
                 out.append(ListEntry(name[0], subdir=True))
                 continue
@@ -1362,7 +1366,7 @@ class Store:
         return vid, marker
 
     async def list_objects(self, account, container, prefix="", delimiter=None, marker=None,
-                           end_marker=None, limit=10000, reverse=False):
+                           end_marker=None, limit=10000, reverse=False, subdirs=True):
         """List a container's objects (their latest versions) in name (code point) order.
 
         Args:
@@ -1375,6 +1379,9 @@ class Store:
             limit: at most this many entries (objects plus prefixes).
             reverse: in descending name order (Swift's ``reverse=true``); ``marker`` is
                 then an upper bound and ``end_marker`` a lower one.
+            subdirs: False leaves the common prefixes out instead of listing them (and
+                they do not count against ``limit``): Swift's ``path`` query lists only
+                the objects directly inside a pseudo-directory.
         Returns:
             a list of :class:`ListEntry`.
         Raises:
@@ -1384,7 +1391,7 @@ class Store:
         select = _select_reverse if reverse else _select
         with c.lock:
             out = []
-            for name in select(c.names, prefix, delimiter, marker, end_marker, limit):
+            for name in select(c.names, prefix, delimiter, marker, end_marker, limit, subdirs):
                 if isinstance(name, tuple):
                     out.append(ListEntry(name[0], subdir=True))
                 else:
@@ -1502,8 +1509,12 @@ def _copy_range(src, dst, size):
         offset += n
 
 
-def _select(names, prefix, delimiter, marker, end_marker, limit):
-    """Yield names (str) and common prefixes (1-tuples) of a sorted list, as listings define them."""
+def _select(names, prefix, delimiter, marker, end_marker, limit, subdirs=True):
+    """Yield names (str) and common prefixes (1-tuples) of a sorted list, as listings define them.
+
+    With ``subdirs`` False (Swift's ``path``) the names under a common prefix are skipped
+    without yielding it, and so is a name equal to the prefix (the pseudo-directory itself).
+    """
     prefix = prefix or ""
     start = bisect.bisect_left(names, prefix)
     if marker:
@@ -1524,11 +1535,14 @@ def _select(names, prefix, delimiter, marker, end_marker, limit):
             break
         if end_marker and name >= end_marker:
             break
+        if not subdirs and name == prefix:
+            i += 1
+            continue
         if delimiter:
             pos = name.find(delimiter, len(prefix))
             if pos >= 0:
                 common = name[:pos + len(delimiter)]
-                if common != marker:    # equal: the last entry of the previous page
+                if common != marker and subdirs:    # equal: the last entry of the previous page
                     yield (common,)
                     count += 1
                 # skip every name under this common prefix
@@ -1549,7 +1563,7 @@ def _skip(names, i, common):
     return i
 
 
-def _select_reverse(names, prefix, delimiter, marker, end_marker, limit):
+def _select_reverse(names, prefix, delimiter, marker, end_marker, limit, subdirs=True):
     """:func:`_select` in descending order: names below ``marker`` and above ``end_marker``."""
     prefix = prefix or ""
     hi = _skip(names, bisect.bisect_left(names, prefix), prefix) if prefix else len(names)
@@ -1560,12 +1574,16 @@ def _select_reverse(names, prefix, delimiter, marker, end_marker, limit):
         name = names[i]
         if not name.startswith(prefix) or (end_marker and name <= end_marker):
             break
+        if not subdirs and name == prefix:
+            i -= 1
+            continue
         if delimiter:
             pos = name.find(delimiter, len(prefix))
             if pos >= 0:
                 common = name[:pos + len(delimiter)]
-                yield (common,)
-                count += 1
+                if subdirs:
+                    yield (common,)
+                    count += 1
                 # every name under the common prefix sorts just above it: jump below them all
                 i = bisect.bisect_left(names, common) - 1
                 continue

@@ -69,6 +69,11 @@ MAX_DIGITS = 20             # a byte position with more digits is past any objec
 LEVEL = web.RequestKey("level", str)            # what the request's user may do here (SwiftAPI.check)
 IDENTITY = web.RequestKey("identity", object)   # (storage account, login) of its token, or None
 UNKNOWN_REALM = {"WWW-Authenticate": 'Swift realm="unknown"'}
+POLICY = "Policy-0"         # the one storage policy; account listings name it per container
+# a version id: ours (28 hex digits), "null", or Swift's own form (a timestamp), which this
+# store never issues but a client may send: that is "no such version" (404), not malformed
+VERSION_ID_RE = re.compile(r"^(null|[0-9a-f]{28})$")
+SWIFT_VERSION_ID_RE = re.compile(r"^\d{10}\.\d{5}(_[0-9a-f]{16})?$")
 
 
 def info():
@@ -164,25 +169,27 @@ def _listing_params(request, max_limit):
     q = request.query
     limit = max_limit
     given = q.get("limit")
-    if given is not None:
-        if not given.isdigit() or len(given) > 12:
-            raise SwiftError(412, f"Value of limit must be a positive integer, not {given!r}")
-        limit = int(given)
-        if limit > max_limit:
+    # as Swift's constrain_req_limit: a limit that is not a whole number is ignored, one
+    # above the maximum is refused (412)
+    if given and given.isascii() and given.isdigit():
+        if len(given) > 12 or int(given) > max_limit:
             raise SwiftError(412, f"Maximum limit is {max_limit}")
+        limit = int(given)
     delimiter = q.get("delimiter") or None
     prefix = q.get("prefix", "")
     path = q.get("path")
+    subdirs = True
     if path is not None:
-        # the old "path" query: the direct children of a pseudo-directory
-        prefix, delimiter = (path.rstrip("/") + "/" if path else ""), "/"
+        # the old "path" query: only the objects directly inside a pseudo-directory;
+        # deeper names are skipped, not rolled up into subdir entries (as Swift does)
+        prefix, delimiter, subdirs = (path.rstrip("/") + "/" if path else ""), "/", False
     for name, value in (("prefix", prefix), ("marker", q.get("marker")), ("end_marker", q.get("end_marker")),
                         ("delimiter", delimiter)):
         if value and "\x00" in value:
             raise SwiftError(412, f"{name} contains a NUL character")
     reverse = q.get("reverse", "").lower() in ("true", "1", "yes", "on", "t", "y")
     return dict(prefix=prefix, delimiter=delimiter, marker=q.get("marker") or None,
-                end_marker=q.get("end_marker") or None, limit=limit, reverse=reverse)
+                end_marker=q.get("end_marker") or None, limit=limit, reverse=reverse, subdirs=subdirs)
 
 
 FORMATS = {"json": "application/json", "xml": "application/xml", "plain": "text/plain"}
@@ -230,7 +237,7 @@ def _listing_response(request, fmt, kind, name, entries, headers):
                 items.append({"subdir": e.name})
             elif kind == "account":
                 items.append({"name": e.name, "count": e.count, "bytes": e.size,
-                              "last_modified": iso_time(e.timestamp)})
+                              "last_modified": iso_time(e.timestamp), "storage_policy": POLICY})
             else:
                 item = {"name": e.name, "hash": e.etag, "bytes": e.size,
                         "content_type": e.content_type, "last_modified": iso_time(e.timestamp)}
@@ -249,7 +256,7 @@ def _listing_response(request, fmt, kind, name, entries, headers):
             elif kind == "account":
                 parts.append(f"<{tag}><name>{escape(e.name)}</name><count>{e.count}</count>"
                              f"<bytes>{e.size}</bytes><last_modified>{iso_time(e.timestamp)}"
-                             f"</last_modified></{tag}>")
+                             f"</last_modified><storage_policy>{POLICY}</storage_policy></{tag}>")
             else:
                 parts.append(f"<{tag}><name>{escape(e.name)}</name><hash>{e.etag}</hash>"
                              f"<bytes>{e.size}</bytes><content_type>{escape(e.content_type)}"
@@ -705,32 +712,41 @@ class SwiftAPI:
         return await self._copy(request, account, container, name, dst_account, dst_container, dst_name, meta)
 
     def _conditions(self, request, info):
-        """Apply If-Match / If-None-Match / If-(Un)Modified-Since; returns a 304/412 response or None."""
+        """Apply If-Match / If-None-Match / If-(Un)Modified-Since; returns a 304/412 response or None.
+
+        As Swift does, each header present is evaluated on its own (an If-Match that
+        holds does not excuse a failed If-Unmodified-Since, unlike RFC 9110's order);
+        412 wins over 304.
+        """
         h = request.headers
         etag = info.etag
         modified = math.ceil(info.timestamp)
+        failed = None
         if "If-Match" in h:
             tags = [t.strip().strip('"') for t in h["If-Match"].split(",")]
             if "*" not in tags and etag not in tags:
-                return web.Response(status=412, headers=self._conditional_headers(info))
-        elif "If-Unmodified-Since" in h:
+                failed = 412
+        if failed is None and "If-Unmodified-Since" in h:
             since = _parse_date(h["If-Unmodified-Since"])
             if since is not None and modified > since:
-                return web.Response(status=412, headers=self._conditional_headers(info))
-        if "If-None-Match" in h:
+                failed = 412
+        if failed is None and "If-None-Match" in h:
             tags = [t.strip().strip('"') for t in h["If-None-Match"].split(",")]
             if "*" in tags or etag in tags:
-                return web.Response(status=304, headers=self._conditional_headers(info))
-        elif "If-Modified-Since" in h:
+                failed = 304
+        if failed is None and "If-Modified-Since" in h:
             since = _parse_date(h["If-Modified-Since"])
             if since is not None and modified <= since:
-                return web.Response(status=304, headers=self._conditional_headers(info))
-        return None
+                failed = 304
+        if failed is None:
+            return None
+        return web.Response(status=failed, headers=self._conditional_headers(info))
 
-    @staticmethod
-    def _conditional_headers(info):
-        return {"ETag": info.etag, "Last-Modified": http_date(info.timestamp), "Accept-Ranges": "bytes",
-                "X-Timestamp": x_timestamp(info.timestamp)}
+    def _conditional_headers(self, info):
+        """What a 304 or 412 carries: the object's headers (ETag, Last-Modified, type, metadata), no body."""
+        headers = self._object_headers(info)
+        headers["Content-Length"] = "0"
+        return headers
 
     async def object_head(self, request, account, container, name):
         """HEAD object: its metadata as headers, no body."""
@@ -754,9 +770,10 @@ class SwiftAPI:
             status = 200
             ranges = parse_ranges(request.headers["Range"], info.size) if "Range" in request.headers else None
             if ranges == "unsatisfiable":
-                return error_response(416, "Requested Range Not Satisfiable",
-                                      {"Content-Range": f"bytes */{info.size}", "ETag": info.etag,
-                                       "Accept-Ranges": "bytes", "Last-Modified": headers["Last-Modified"]})
+                # the object's headers but its type (the body is an error text), as Swift
+                headers.pop("Content-Type", None)
+                return error_response(416, f"the object has {info.size} bytes; no range asked for is inside it",
+                                      {**headers, "Content-Range": f"bytes */{info.size}"})
             if ranges is not None and len(ranges) > 1:
                 return await self._multirange(request, reader, ranges, headers)
             if ranges is not None:
@@ -826,9 +843,12 @@ class SwiftAPI:
     def _version(request):
         """The ``?version-id=`` of a request (None: the latest); 400 when it cannot be a version id."""
         value = request.query.get("version-id")
-        if value is not None and not re.match(r"^(null|[0-9a-f]{28})$", value):
-            raise SwiftError(400, f"Invalid version-id: {value!r}")
-        return value
+        if value is None or VERSION_ID_RE.match(value):
+            return value
+        if SWIFT_VERSION_ID_RE.match(value):
+            raise SwiftError(404, f"no version {value} (this store's version ids are 28 hex digits)")
+        raise SwiftError(400, f"Invalid version-id: {value!r}",
+                         fix="use an X-Object-Version-Id this store returned, or null")
 
 
 def _split_copy_path(value, header):

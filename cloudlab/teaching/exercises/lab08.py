@@ -2,12 +2,16 @@
 
 Every check reads the store through python-swiftclient or boto3, never through the
 learner's own variables (except 08.4's function, which is run against a fresh
-multipart upload), so an exercise passes only when the store really holds what
+multipart upload, and the values 08.6 and 08.7 ask for, which are compared with what
+the store holds), so an exercise passes only when the store really holds what
 the task asks for.  An object is "file + metadata": the checks look at both.
+Versioning (08.5, 08.6) is read from the bucket's version listing; public access
+(08.7) by plain HTTP requests that carry no token and no signature, as a browser's.
 """
 
 import hashlib
 import os
+from urllib.parse import urlsplit
 
 from ..exercise import Check, exercise
 
@@ -130,3 +134,138 @@ def multipart_etag(lab, answer=None):
     yield Check("the live multipart ETag is not the MD5 of the bytes", live != hashlib.md5(b"".join(parts)).hexdigest())
     yield Check("answer(parts) equals the ETag the store gave a fresh 2-part upload", predicted.strip('"') == live,
                 hint=f"the store said {live}: the MD5 of the parts' binary MD5s joined, then '-' and the count")
+
+
+# ---------------------------------------------------------------- versioning (08.5, 08.6)
+
+VERSIONED = "drafts"
+ESSAY = "essay.txt"
+DELETED = "old-notes.txt"
+
+
+def _bucket_state(s3, bucket):
+    """(exists, versioning status) of a bucket, read with the owner's S3 client."""
+    from botocore.exceptions import ClientError
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        return False, None
+    return True, s3.get_bucket_versioning(Bucket=bucket).get("Status")
+
+
+def _history(store, bucket, key):
+    """Every version and delete marker of ``key``, newest first, as (version id, is a delete marker).
+
+    Read from Swift's ``?versions`` listing of the same container: one list in the store's
+    own order, where S3's ListObjectVersions splits versions and markers into two.
+    """
+    from urllib.parse import quote
+    # (not full_listing: swiftclient drops the query string on its follow-up pages; one page of
+    # 10,000 entries holds every version a learner makes)
+    _, listing = store.connection().get_container(bucket, query_string=f"versions&prefix={quote(key)}")
+    return [(e["version_id"], e["content_type"].startswith("application/x-deleted")) for e in listing
+            if e.get("name") == key]
+
+
+def _versioned_bucket_checks(s3, bucket):
+    exists, status = _bucket_state(s3, bucket)
+    yield Check(f"the bucket {bucket!r} exists", exists, hint=f's3.create_bucket(Bucket="{bucket}")')
+    yield Check(f"versioning is Enabled on {bucket!r}", status == "Enabled",
+                hint=f"it is {status or 'off (never enabled)'}: s3.put_bucket_versioning(Bucket=..., "
+                     "VersioningConfiguration={'Status': 'Enabled'}), before the uploads")
+
+
+@exercise("08.5", title="Restore an overwritten object from its versions", points=3)
+def restore_version(lab):
+    """drafts/essay.txt reads as its first draft again, and the second draft is still kept as a version."""
+    s3 = lab.object_store.s3_client()
+    yield from _versioned_bucket_checks(s3, VERSIONED)
+    history = _history(lab.object_store, VERSIONED, ESSAY)
+    objects = [vid for vid, marker in history if not marker]
+    yield Check(f"{ESSAY} has at least two versions", len(objects) >= 2,
+                hint=f"it has {len(objects)}: with versioning on, upload a first draft, then a different second draft")
+    yield Check(f"a plain GET of {ESSAY} answers (its latest version is not a delete marker)",
+                bool(history) and not history[0][1],
+                hint="a delete left a delete marker on top: remove the marker by its version id")
+    bodies = {vid: s3.get_object(Bucket=VERSIONED, Key=ESSAY, VersionId=vid)["Body"].read() for vid in objects}
+    first_draft, latest = bodies[objects[-1]], bodies[objects[0]]
+    yield Check("the oldest version (the first draft) and a later one differ",
+                any(b != first_draft for b in bodies.values()),
+                hint="upload two different texts: the second draft must differ from the first")
+    yield Check(f"a plain GET of {ESSAY} returns the first draft's bytes", latest == first_draft,
+                hint="copy the oldest version onto the key: s3.copy_object(Bucket=..., Key=..., "
+                     "CopySource={'Bucket': ..., 'Key': ..., 'VersionId': <the first draft's id>})")
+    yield Check("the second draft is still kept as an older version",
+                any(b != first_draft for vid, b in bodies.items() if vid != objects[0]),
+                hint="a restore by deleting the newer version loses it: copy the old version instead")
+
+
+@exercise("08.6", title="A delete that removes nothing: the delete marker", points=2)
+def delete_marker(lab, answer=None):
+    """drafts/old-notes.txt was deleted without a version id: a marker on top, its bytes kept; answer is the marker's id."""
+    s3 = lab.object_store.s3_client()
+    yield from _versioned_bucket_checks(s3, VERSIONED)
+    history = _history(lab.object_store, VERSIONED, DELETED)
+    kept = [vid for vid, marker in history if not marker]
+    yield Check(f"{DELETED} was uploaded (it has a version with bytes)", bool(kept),
+                hint=f"put {DELETED} into {VERSIONED} first (versioning on), then delete it")
+    yield Check("its latest version is a delete marker", bool(history) and history[0][1],
+                hint="delete it with a plain s3.delete_object(Bucket=..., Key=...): no VersionId")
+    from botocore.exceptions import ClientError
+    try:
+        s3.head_object(Bucket=VERSIONED, Key=DELETED)
+        missing = False
+    except ClientError as exc:
+        missing = exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    yield Check(f"a plain GET of {DELETED} answers 404", missing)
+    yield Check("answer is the delete marker's version id (a string)", isinstance(answer, str),
+                hint="the DeleteObject answer carries it: s3.delete_object(...)['VersionId']")
+    yield Check("answer equals the version id of the delete marker on top", answer == history[0][0],
+                hint="answer names another version; list_object_versions shows DeleteMarkers with theirs")
+
+
+# ---------------------------------------------------------------- public access (08.7)
+
+PUBLIC = "public-site"
+PAGE = "index.html"
+SECRET = "secret.txt"
+
+
+def _anonymous(store, url):
+    """Status and body of a GET that carries no token and no signature, as a browser sends it."""
+    got = store.exchange("GET", url)
+    return got.status, got.body
+
+
+@exercise("08.7", title="One public object, one private", points=3)
+def public_and_private(lab, answer=None):
+    """public-site/index.html opens for anyone at the URL in answer; public-site/secret.txt stays refused."""
+    store = lab.object_store
+    s3 = store.s3_client()
+    exists, _ = _bucket_state(s3, PUBLIC)
+    yield Check(f"the bucket {PUBLIC!r} exists", exists, hint=f's3.create_bucket(Bucket="{PUBLIC}")')
+    from botocore.exceptions import ClientError
+    stored = {}
+    for key in (PAGE, SECRET):
+        try:
+            stored[key] = s3.get_object(Bucket=PUBLIC, Key=key)["Body"].read()
+        except ClientError:
+            stored[key] = None
+    yield Check(f"{PUBLIC}/{PAGE} and {PUBLIC}/{SECRET} exist", all(v is not None for v in stored.values()),
+                hint="upload both objects (with your own signed client)")
+    yield Check("answer is a URL (a string starting with the store's URL)",
+                isinstance(answer, str) and answer.startswith(store.url),
+                hint=f'answer = store.url + "/{PUBLIC}/{PAGE}"')
+    path = urlsplit(answer).path
+    yield Check(f"the URL names {PUBLIC}/{PAGE}", path.endswith(f"/{PUBLIC}/{PAGE}"),
+                hint=f"its path is {path!r}")
+    status, body = _anonymous(store, answer)
+    yield Check("an anonymous GET of that URL answers 200", status == 200,
+                hint=f"it answered {status}: give {PAGE} a public-read ACL (or a bucket policy for that key)")
+    yield Check(f"it returns the bytes of {PAGE}", body == stored[PAGE])
+    s3_status, _ = _anonymous(store, f"{store.url}/{PUBLIC}/{SECRET}")
+    swift_status, _ = _anonymous(store, f"{store.storage_url()}/{PUBLIC}/{SECRET}")
+    yield Check(f"an anonymous GET of {SECRET} is refused, through S3 and through Swift",
+                s3_status in (401, 403) and swift_status in (401, 403),
+                hint=f"S3 answered {s3_status}, Swift {swift_status}: a public bucket ACL, a policy on "
+                     f"{PUBLIC}/* or a container ACL (.r:*) opens every object; open only {PAGE}")
