@@ -53,7 +53,7 @@ TEST_NETNS ?= cloudlab-test
 ROOT_WARNING := warning: JupyterLab runs as root, so its terminal (and anyone with its token) is a root shell \
 	on this machine; it listens on 127.0.0.1 only. Prefer a normal user in the libvirt group (see README)
 
-.PHONY: lab test setup system venv image host-up host-down clean bench help jupyter-warning identity lock lock-check
+.PHONY: lab test setup system venv image host-up host-down clean bench help jupyter-warning identity lock lock-check notebooks
 
 help:
 	@echo "make lab    set up and start JupyterLab at labs/00_start_here.ipynb"
@@ -147,6 +147,15 @@ test: setup
 	$(VPY) -m cloudlab host down; \
 	$(VPY) -m cloudlab host leftovers || rc=1; \
 	exit $$rc
+
+# Run lab notebooks again and store them with their outputs, as the tests run them:
+#   make notebooks NB="labs/04_hypervisors.ipynb labs/07_block_storage.ipynb"
+notebooks: setup
+	@[ -n "$(NB)" ] || { echo 'name the notebooks: make notebooks NB="labs/NN_name.ipynb ..."'; exit 2; }
+	@export CLOUDLAB_NETNS=$(TEST_NETNS); \
+	$(VPY) -m cloudlab host up || exit $$?; \
+	$(VPY) -m cloudlab store-notebook $(NB); rc=$$?; \
+	$(VPY) -m cloudlab host down; exit $$rc
 
 bench: setup
 	@export CLOUDLAB_NETNS=$(TEST_NETNS); \

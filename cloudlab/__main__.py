@@ -21,6 +21,7 @@ COMMANDS = {
     "identity": ("cloudlab.api.identity", "install Keystone (the identity service) or show its status"),
     "openstack": ("cloudlab.api", "serve the OpenStack APIs of a lab and print its clouds.yaml"),
     "clean": ("cloudlab.host", "remove every resource the lab created"),
+    "store-notebook": ("cloudlab.teaching.store", "run lab notebooks and store them with their outputs"),
     "grade": ("cloudlab.teaching.grade", "grade learners' notebooks against the live lab"),
     "nbgrader-source": ("cloudlab.teaching.nbgrader", "write the labs as nbgrader source notebooks"),
 }
