@@ -40,6 +40,7 @@ from .flavor import Flavor
 BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = STATUSES = (
     "BUILD", "ACTIVE", "SHUTOFF", "REBOOT", "RESIZE", "PAUSED", "ERROR", "DELETED")
 VERIFY_RESIZE, REVERT_RESIZE = "VERIFY_RESIZE", "REVERT_RESIZE"
+STATUSES = STATUSES + (VERIFY_RESIZE, REVERT_RESIZE)
 # the old disk a pending resize keeps, beside the server's own (".qcow2" so clean-up finds it)
 PRE_RESIZE_SUFFIX = ".pre-resize.qcow2"
 READY_MARKER = b"cloudlab-ready"
