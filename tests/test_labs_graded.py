@@ -6,17 +6,20 @@ when the exercise is not done.  The test here proves the other half: filled
 with the reference solutions in tests/solutions/, the same notebook scores every point.
 
 Running every graded lab a second time is the costliest part of the suite, so it starts
-as soon as pytest has collected the tests (tests/conftest.py), in one background thread,
+as soon as pytest has collected the tests (tests/conftest.py), in one background process,
 one lab after another, while the other tests run: the grader gives each solved lab a
 resource prefix of its own (``cloudlab-gXXXX-``), so it never meets the servers of nbval's
-run of the same lab, and the kernel's environment is its own, so the tests' is untouched.
+run of the same lab.  A process, not a thread: its environment is the one of collection
+time, while tests change this process's (a test of its own host sets ``CLOUDLAB_NETNS``
+or ``CLOUDLAB_HOME`` for a while), and a lab kernel started meanwhile would take that host
+for the lab's.
 The test itself then only collects the result.  ``CLOUDLAB_SOLVED_IN_BACKGROUND=0`` runs
 them in the test instead.
 """
 
 import concurrent.futures
+import multiprocessing
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -50,20 +53,15 @@ def grade_solved(path):
 
 
 def start_solved_runs(paths):
-    """Start grading ``paths`` solved, one after another, in a background thread (see the module docstring)."""
+    """Start grading ``paths`` solved, one after another, in a background process (see the module docstring)."""
     todo = [p for p in paths if p.stem not in _solved]
+    if not todo:
+        return
+    # spawn: a fresh interpreter with this moment's environment, none of pytest's threads
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     for path in todo:
-        _solved[path.stem] = concurrent.futures.Future()
-
-    def work():
-        for path in todo:
-            future = _solved[path.stem]
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(grade_solved(path))
-                except BaseException as exc:  # handed to the test that waits for it
-                    future.set_exception(exc)
-    threading.Thread(target=work, name="solved-labs", daemon=True).start()
+        _solved[path.stem] = pool.submit(grade_solved, path)
+    pool.shutdown(wait=False)      # the submitted runs go on; the process ends after the last
 
 
 def _ignored(cell):

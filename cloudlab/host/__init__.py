@@ -381,6 +381,34 @@ def _namespace_inode(name):
         return None
 
 
+# Which namespace this host's folder created, kept apart from state.json: a host whose
+# record went (or that came up again over a namespace an earlier host of this folder
+# made and could not remove) still removes the namespace it made, and only that one.
+_MADE_NAMESPACE = "netns-made.json"
+
+
+def _create_namespace(ns):
+    """Create ``ns`` (or adopt it when this folder made it earlier); returns True when it is ours."""
+    if netns.create(ns):
+        (state_dir() / _MADE_NAMESPACE).write_text(json.dumps({"name": ns, "inode": _namespace_inode(ns)}))
+        return True
+    return _made_here(ns)
+
+
+def _made_here(ns):
+    """True when namespace ``ns`` as it exists now is the one this host's folder created."""
+    try:
+        made = json.loads((state_dir() / _MADE_NAMESPACE).read_text())
+    except (OSError, ValueError):
+        return False
+    return made.get("name") == ns and made.get("inode") == _namespace_inode(ns) is not None
+
+
+def _delete_namespace(ns):
+    netns.delete(ns)
+    (state_dir() / _MADE_NAMESPACE).unlink(missing_ok=True)
+
+
 def _healthy(state):
     if state.private and not all(_pid_alive(state.pids.get(name)) for name in DAEMONS):
         return False
@@ -511,13 +539,13 @@ def up(progress=None):
             say(f"using the running libvirtd ({SYSTEM_URI}), accelerator {accel}")
         else:
             _sweep(quiet=True)        # processes of an earlier host of this folder that nothing knows of
-            created = netns.create(ns) if ns else False
+            created = _create_namespace(ns) if ns else False
             sp = state_dir()
             try:
                 uri, pids = _start_private_daemons(sp, accel, ns)
             except CloudlabError:
                 if created:
-                    netns.delete(ns)
+                    _delete_namespace(ns)
                 raise
             state = HostState(uri=uri, accel=accel, private=True, netns=ns, netns_created=created, pids=pids,
                               netns_inode=os.stat(netns.path(ns)).st_ino if ns else 0)
@@ -588,7 +616,7 @@ def _down_without_record(quiet):
     _reset_private_dirs(sp)
     ns = config.netns()
     if ns and netns.exists(ns) and not _sweep(quiet=True):
-        netns.delete(ns)
+        _delete_namespace(ns)
     if (ended or gone) and not quiet:
         print("host: down (it had no record; ended what was left of it)", flush=True)
 
@@ -639,8 +667,9 @@ def down(quiet=False):
             _sweep(quiet=quiet)
             _remove_files(gone)
             _reset_private_dirs(state_dir())
-        if state.netns and state.netns_created and _namespace_inode(state.netns) == state.netns_inode:
-            netns.delete(state.netns)
+        if state.netns and _namespace_inode(state.netns) == state.netns_inode and (
+                state.netns_created or _made_here(state.netns)):
+            _delete_namespace(state.netns)
         # leftovers() compares what is still running with what this host was
         from .ownership import recorded_down
         record = {**dataclasses.asdict(state), **recorded_down(state.netns_inode)}
