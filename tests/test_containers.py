@@ -11,6 +11,7 @@ import io
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 
@@ -95,7 +96,11 @@ def test_engine_configuration_is_its_own(tmp_path):
                     '"nofile=1024:1024"', 'pull_policy = "never"', 'network_backend = "cni"',
                     f'network_config_dir = "{tmp_path}/engine/cni"'):
         assert setting in conf
-    assert f'graphroot = "{tmp_path}/engine/storage"' in (tmp_path / "engine" / "storage.conf").read_text()
+    storage = (tmp_path / "engine" / "storage.conf").read_text()
+    assert f'graphroot = "{tmp_path}/engine/storage"' in storage
+    # podman refuses a longer --runroot, and conmon's clean-up command gets it as one
+    assert f'runroot = "{engine.runroot}"' in storage and len(str(engine.runroot)) <= 50
+    shutil.rmtree(engine.runroot)
     assert "unqualified-search-registries = []" in (tmp_path / "engine" / "registries.conf").read_text()
     assert engine.env["CONTAINERS_CONF"] == str(tmp_path / "engine" / "containers.conf")
     assert engine.argv("ps") == ["podman", "ps"]

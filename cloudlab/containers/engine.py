@@ -23,6 +23,7 @@ cgroup file systems), so the veths and the containers' addresses live beside
 the lab's bridge and guests, and nothing else.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -71,7 +72,7 @@ STORAGE_CONF = """\
 [storage]
 driver = "overlay"
 graphroot = "{root}/storage"
-runroot = "{root}/run"
+runroot = "{runroot}"
 """
 REGISTRIES_CONF = """\
 # written by cloudlab: no registry is searched; every image is local
@@ -106,6 +107,21 @@ class Engine:
         return self.netns or "host"
 
     @property
+    def runroot(self):
+        """Folder of the engine's run-time state (``storage.conf``'s ``runroot``).
+
+        Podman refuses a ``--runroot`` longer than 50 characters (the attach sockets under
+        it must fit a socket address), and the clean-up command conmon runs when a
+        container exits gets it on its command line: with a longer one that command
+        fails, the container is never marked as exited, and every attached ``podman
+        run`` waits 20 s for it.  A lab home such as ``/root/.local/share/cloudlab``
+        is already too long, so the run-time state lives under /run, named by the
+        engine's root.
+        """
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return Path("/run/cloudlab") / f"podman-{digest}"
+
+    @property
     def network_dir(self):
         """Folder of the CNI network lists (``*.conflist``) podman reads."""
         return self.root / "cni"
@@ -132,7 +148,7 @@ class Engine:
     def ensure(self):
         """Write the configuration (idempotent) and check that podman and runc are installed.
 
-        After a reboot of the machine the run-time state (``run/``, ``tmp/``) describes
+        After a reboot of the machine the run-time state (:attr:`runroot`, ``tmp/``) describes
         containers that no longer exist; it is emptied then, as a tmpfs would be.
 
         Raises:
@@ -148,18 +164,20 @@ class Engine:
         if not any(Path(d, "bridge").exists() for d in CNI_PLUGIN_DIRS):
             raise MissingPrerequisite("the CNI plugins (bridge, host-local) are not installed",
                                       fix="sudo apt-get install containernetworking-plugins")
-        for sub in ("storage", "run", "tmp", "cni", "ipam"):
+        self._forget_other_runroot(STORAGE_CONF.format(root=self.root, runroot=self.runroot))
+        for sub in ("storage", "tmp", "cni", "ipam"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.runroot.mkdir(parents=True, exist_ok=True)
         boot = self.root / "boot_id"
         if boot.exists() and boot.read_text() != _boot_id():
-            for sub in ("run", "tmp"):
-                shutil.rmtree(self.root / sub, ignore_errors=True)
-                (self.root / sub).mkdir()
+            for folder in (self.runroot, self.root / "tmp"):
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
         boot.write_text(_boot_id())
         files = {
             "containers.conf": CONTAINERS_CONF.format(root=self.root, ulimits=json.dumps(ULIMITS),
                                                       plugin_dirs=json.dumps(CNI_PLUGIN_DIRS)),
-            "storage.conf": STORAGE_CONF.format(root=self.root),
+            "storage.conf": STORAGE_CONF.format(root=self.root, runroot=self.runroot),
             "registries.conf": REGISTRIES_CONF,
         }
         for name, text in files.items():
@@ -170,6 +188,19 @@ class Engine:
                 os.replace(tmp, path)
         self._ready = True
         return self
+
+    def _forget_other_runroot(self, storage_conf):
+        """Reset an engine made with another runroot (podman refuses to open its database then).
+
+        Engines of earlier cloudlab versions kept it under their root; their containers
+        are the labs' (re-created by the labs) and their images are imported again on use.
+        """
+        path = self.root / "storage.conf"
+        if not path.exists() or path.read_text() == storage_conf or \
+                not (self.root / "storage" / "libpod").exists():
+            return
+        subprocess.run([PODMAN, "system", "reset", "--force"], env=self.env, capture_output=True, cwd=self.root,
+                       timeout=DEFAULT_TIMEOUT_S, check=False)
 
     def argv(self, *args):
         """The full command line of ``podman ARGS`` as this engine runs it (inside the namespace).
