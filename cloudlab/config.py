@@ -57,6 +57,19 @@ def prefix():
     return os.environ.get("CLOUDLAB_PREFIX") or DEFAULT_PREFIX
 
 
+def folder_tag(of_prefix=None):
+    """What the folders of labs under ``of_prefix`` (default: :func:`prefix`) start with in the home.
+
+    Empty for the default prefix (lab ``lab03`` lives in ``HOME/lab03``); ``g1a2b-``
+    for ``cloudlab-g1a2b-``, so that a graded copy of a lab never shares a folder
+    (its object store, its uploads) with the learner's lab of the same name.
+    """
+    value = of_prefix or prefix()
+    if value == DEFAULT_PREFIX:
+        return ""
+    return value[len(DEFAULT_PREFIX):] if value.startswith(DEFAULT_PREFIX) else value
+
+
 def _whole_number(variable, default, minimum, maximum, what):
     text = os.environ.get(variable)
     if not text:

@@ -68,8 +68,8 @@ class Lab:
 
     @property
     def home(self):
-        """Directory for this lab's state (disks, sockets, logs)."""
-        path = config.home() / self.name
+        """Directory for this lab's state (disks, sockets, logs): ``HOME/NAME``, or ``HOME/TAGNAME`` under another prefix."""
+        path = config.home() / f"{config.folder_tag()}{self.name}"
         path.mkdir(parents=True, exist_ok=True)
         return path
 

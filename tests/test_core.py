@@ -37,6 +37,15 @@ def test_settings_follow_environment(monkeypatch, tmp_path):
     assert config.prefix() == "cloudlab-"
 
 
+def test_a_lab_under_another_prefix_has_a_folder_of_its_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLOUDLAB_HOME", str(tmp_path))
+    assert cl.Lab(name="lab03").home == tmp_path / "lab03"
+    monkeypatch.setenv("CLOUDLAB_PREFIX", "cloudlab-g1a2b-")     # as the grader runs a copy of lab 03
+    graded = cl.Lab(name="lab03")
+    assert graded.home == tmp_path / "g1a2b-lab03" and graded.prefix == "cloudlab-g1a2b-lab03-"
+    assert config.folder_tag("other-") == "other-" and config.folder_tag("cloudlab-") == ""
+
+
 @pytest.mark.parametrize("layout, nodes", [
     (cl.AllInOne, ["controller"]),
     (cl.TwoNode, ["controller", "compute1"]),

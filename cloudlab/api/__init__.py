@@ -225,14 +225,19 @@ class OpenStackAPI:
         return out
 
     def write_clouds_yaml(self):
-        """Write clouds.yaml to the lab's home and ``$CLOUDLAB_HOME/clouds.yaml``; point ``OS_CLIENT_CONFIG_FILE`` at it."""
+        """Write clouds.yaml to the lab's home and ``$CLOUDLAB_HOME/clouds.yaml``; point ``OS_CLIENT_CONFIG_FILE`` at the lab's.
+
+        The shared file is the one a terminal reads (``make lab`` points it there): the
+        newest lab's.  This process uses its own lab's, so that another lab started
+        meanwhile (a graded copy of the same notebook, say) is never the one it talks to.
+        """
         text = _yaml_clouds(self.clouds())
         for path in (self.clouds_yaml, config.home() / "clouds.yaml"):
             tmp = path.with_suffix(".tmp")
             tmp.write_text(text)
             tmp.chmod(0o600)
             os.replace(tmp, path)
-        os.environ["OS_CLIENT_CONFIG_FILE"] = str(config.home() / "clouds.yaml")
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
         return self.clouds_yaml
 
     def write_user_config(self, path=None):

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -213,6 +214,12 @@ def _clean_prefix(prefix):
             host.clean(prefix)
     except CloudlabError as exc:
         print(f"cloudlab grade: could not clean up {prefix}*: {exc}", file=sys.stderr)
+        return
+    # the graded labs' own folders (config.folder_tag): only this run's, by their tag
+    tag = config.folder_tag(prefix)
+    for folder in config.home().glob(f"{tag}*") if tag else ():
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cell_error(cell):
