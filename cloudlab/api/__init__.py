@@ -1,14 +1,15 @@
 """OpenStack's REST APIs over the lab: the real ``openstack`` CLI and openstacksdk drive it.
 
     lab = cl.Lab()
-    api = lab.api                        # Keystone, then Nova, Glance, Neutron, Swift in the catalog
+    api = lab.api                        # Keystone, then Nova, Glance, Neutron, Cinder, Manila, Swift
     api.cli("server", "list")            # the real python-openstackclient, OS_CLOUD=cloudlab
     conn = api.connect()                 # openstacksdk: conn.compute.create_server(...)
 
 A request walks the same path as in any OpenStack cloud: the client logs in to
 Keystone (:mod:`.identity`, the real Keystone) and gets a token and the service
 catalog; it sends the token to the service's endpoint from the catalog; the service
-(:mod:`.compute`, :mod:`.image`, :mod:`.network`, or the object store) validates the
+(:mod:`.compute`, :mod:`.image`, :mod:`.network`, :mod:`.block_storage`, :mod:`.shared_file_system`,
+or the object store) validates the
 token with Keystone (:mod:`.auth`) and calls the lab's service (``lab.compute``...),
 which calls libvirt.  Each API is an aiohttp server of its own on a loopback port
 (:mod:`.http`).
@@ -87,7 +88,7 @@ def _yaml_clouds(clouds):
 
 
 class OpenStackAPI:
-    """The lab's OpenStack APIs: Keystone plus Nova, Glance, Neutron and Swift behind it.
+    """The lab's OpenStack APIs: Keystone plus Nova, Glance, Neutron, Cinder, Manila and Swift behind it.
 
     Args:
         lab: the :class:`~cloudlab.lab.Lab`.
