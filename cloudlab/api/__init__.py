@@ -141,7 +141,7 @@ class OpenStackAPI:
             self.server.stop()
             self.server = None
         shared = config.home() / "clouds.yaml"
-        mine = self.lab.home / "clouds.yaml"
+        mine = self.clouds_yaml
         try:
             if shared.read_text() == mine.read_text():
                 shared.unlink()
@@ -232,8 +232,9 @@ class OpenStackAPI:
 
     @property
     def clouds_yaml(self):
-        """Path of the lab's ``clouds.yaml``."""
-        return self.lab.home / "clouds.yaml"
+        """Path of the lab's own ``clouds.yaml`` (named with the lab's prefix: two labs of one name, as a grader
+        runs them beside a learner's, do not overwrite each other's)."""
+        return self.lab.home / f"{self.lab.prefix}clouds.yaml"
 
     def clouds(self):
         """The lab's clouds: ``{name: auth dict}`` as written to clouds.yaml."""
@@ -251,7 +252,7 @@ class OpenStackAPI:
         """Write clouds.yaml to the lab's home and ``$CLOUDLAB_HOME/clouds.yaml``; point ``OS_CLIENT_CONFIG_FILE`` at it."""
         text = _yaml_clouds(self.clouds())
         for path in (self.clouds_yaml, config.home() / "clouds.yaml"):
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")   # writers race
             tmp.write_text(text)
             tmp.chmod(0o600)
             os.replace(tmp, path)
