@@ -226,6 +226,10 @@ def test_share_create_access_export_delete_through_the_cli(api, lab):
     rules = {r["Access To"]: r for r in osc(api, "share", "access", "list", "clishare")}
     assert set(rules) == {subnet, lab.host.gateway} and rules[lab.host.gateway]["Access Level"] == "ro"
     assert {r.access_to for r in lab.shared_file_system.list_access("clishare")} == set(rules)
+    # openstacksdk's shared_file_system proxy reads the same
+    conn = api.connect()
+    assert [s.name for s in conn.shared_file_system.shares()] == ["clishare"]
+    assert {r.access_to for r in conn.shared_file_system.access_rules(share.id)} == set(rules)
     locations = osc(api, "share", "export", "location", "list", "clishare")
     assert [loc["Path"] for loc in locations] == [share.export_location]
     api.cli("share", "access", "delete", "clishare", rules[lab.host.gateway]["ID"])
@@ -336,3 +340,30 @@ def test_nothing_a_client_sends_is_a_traceback(api, volume):
         assert answer.status_code == 404 and "Traceback" not in answer.text
     assert manila(api, "GET", "/shares/nope", tok).status_code == 404
     assert requests.get(f"{api.urls['block-storage']}/v3/{project(api)}/volumes", timeout=10).status_code == 401
+
+
+# -- python -m cloudlab openstack: serving until stopped --------------------------------------
+
+def test_openstack_command_stops_cleanly_on_sigterm(lab):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "cloudlab", "openstack", "--name", "osterm"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops the lab" in line:
+                break
+        assert any("Keystone at http://127.0.0.1:" in line for line in lines), "".join(lines)
+        home = config.home() / "osterm"
+        assert (home / f"{config.prefix()}osterm-clouds.yaml").exists()
+        proc.send_signal(signal.SIGTERM)          # what `kill PID` sends (a background job ignores Ctrl-C)
+        assert proc.wait(timeout=60) == 0
+        assert not (home / f"{config.prefix()}osterm-clouds.yaml").exists()
+        assert not (home / f"{config.prefix()}osterm-keystone").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
