@@ -10,6 +10,10 @@ Prints one ``name value`` line per figure (issue 16's targets in brackets):
     cli_list_s           median wall time of `openstack server list` with 10 servers, the CLI's
                          own start-up included                                          [<= 2 s]
     cli_startup_s        median wall time of `openstack --version`: the CLI's start-up alone
+    volume_create_ratio  median(openstacksdk block_storage.create_volume -> wait_for_status available) /
+                         median(lab.block_storage.create_volume), 1 GiB empty volumes      [report]
+    volume_create_s      median seconds of the openstacksdk path
+    lab_volume_create_s  median seconds of lab.block_storage.create_volume
     token_validate_rps   token validations per second answered by Keystone itself (GET /v3/auth/tokens,
                          one client, no cache in front)                                 [report]
     token_cached_rps     the same through the API's validation cache (what a service pays per request)
@@ -37,6 +41,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 LIST_SERVERS = 10
 LIST_ROUNDS = 5
 VALIDATE_SECONDS = 3.0
+VOLUME_ROUNDS = 7
 
 
 def figure(name, value):
@@ -93,6 +98,24 @@ def cli_times(lab):
     return statistics.median(lists), statistics.median(startups)
 
 
+def volume_ratio(lab, conn):
+    """Alternate the two volume create paths (1 GiB, empty); return (median sdk, median lab)."""
+    sdk, direct = [], []
+    warm = conn.block_storage.create_volume(size=1, name="warmvol")      # starts the block storage service
+    conn.block_storage.delete_volume(warm)
+    for i in range(VOLUME_ROUNDS):
+        started = time.monotonic()
+        volume = lab.block_storage.create_volume(f"labvol{i}", size=1)
+        direct.append(time.monotonic() - started)
+        volume.delete()
+        started = time.monotonic()
+        volume = conn.block_storage.create_volume(size=1, name=f"sdkvol{i}")
+        conn.block_storage.wait_for_status(volume, status="available", interval=0.05, wait=60)
+        sdk.append(time.monotonic() - started)
+        conn.block_storage.delete_volume(volume)
+    return statistics.median(sdk), statistics.median(direct)
+
+
 def validate_rates(lab):
     """(validations/s by Keystone itself, validations/s through the API's cache)."""
     import requests
@@ -128,6 +151,10 @@ def main():
         figure("api_create_s", sdk)
         figure("lab_create_s", direct)
         figure("sdk_default_poll_s", sdk_create(conn, lab, "poll2", 2.0))
+        sdk_volume, lab_volume = volume_ratio(lab, conn)
+        figure("volume_create_ratio", sdk_volume / lab_volume)
+        figure("volume_create_s", sdk_volume)
+        figure("lab_volume_create_s", lab_volume)
         listed, startup = cli_times(lab)
         figure("cli_list_s", listed)
         figure("cli_startup_s", startup)

@@ -81,3 +81,22 @@ def one_of(value, argument, choices):
         raise InvalidInput(f"{argument} must be one of {', '.join(choices)}, not {value!r}",
                            fix=f"use one of: {', '.join(choices)}")
     return value
+
+
+def properties(value, argument="properties"):
+    """``value`` as a new dict of strings (``None`` is ``{}``): what a service keeps beside a resource.
+
+    The OpenStack API keeps a resource's project and user there (``project_id``, ``user_id``).
+
+    Raises:
+        InvalidInput: not a dict, or an entry that is not a non-empty string key with a string value.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _refuse(argument, value, "a dict of strings")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str) or not key or len(key) > 255 or len(item) > 65535:
+            raise InvalidInput(f"{argument} entry {key!r}={item!r} is not usable",
+                               fix="give string keys (1-255 characters) and string values")
+    return dict(value)

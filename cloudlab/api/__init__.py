@@ -1,16 +1,16 @@
 """OpenStack's REST APIs over the lab: the real ``openstack`` CLI and openstacksdk drive it.
 
     lab = cl.Lab()
-    api = lab.api                        # Keystone, then Nova, Glance, Neutron, Swift in the catalog
+    api = lab.api                        # Keystone, then Nova, Glance, Neutron, Cinder, Manila, Swift
     api.cli("server", "list")            # the real python-openstackclient, OS_CLOUD=cloudlab
     conn = api.connect()                 # openstacksdk: conn.compute.create_server(...)
 
 A request walks the same path as in any OpenStack cloud: the client logs in to
 Keystone (:mod:`.identity`, the real Keystone) and gets a token and the service
 catalog; it sends the token to the service's endpoint from the catalog; the service
-(:mod:`.compute`, :mod:`.image`, :mod:`.network`, or the object store) validates the
-token with Keystone (:mod:`.auth`) and calls the lab's service (``lab.compute``...),
-which calls libvirt.  Each API is an aiohttp server of its own on a loopback port
+(:mod:`.compute`, :mod:`.image`, :mod:`.network`, :mod:`.block_storage`,
+:mod:`.shared_file_system`, or the object store) validates the token with Keystone
+(:mod:`.auth`) and calls the lab's service (``lab.compute``...), which calls libvirt.  Each API is an aiohttp server of its own on a loopback port
 (:mod:`.http`).
 
 ``clouds.yaml`` (``api.clouds_yaml``) names the lab's clouds: ``cloudlab`` (user
@@ -59,6 +59,22 @@ SERVICES = [
 ]
 
 
+# The REST APIs the lab serves: (attribute of OpenStackAPI, "module:Class").  Each class has
+# ``service_user`` (its Keystone user, identity.SERVICE_USERS), ``catalog_name`` (its port's name
+# in api.urls), ``app()`` and ``catalog()`` (its entries: [(type, name, url, description)]).
+# The database service (Trove, ``database`` v1.0) joins here as ("databases",
+# "cloudlab.api.database:DatabaseAPI") with "trove" in SERVICE_USERS, once lab.database exists.
+APIS = [
+    ("compute", "cloudlab.api.compute:ComputeAPI"),
+    ("images", "cloudlab.api.image:ImageAPI"),
+    ("networks", "cloudlab.api.network:NetworkAPI"),
+    ("volumes", "cloudlab.api.block_storage:BlockStorageAPI"),
+    ("shares", "cloudlab.api.shared_file_system:SharedFileSystemAPI"),
+]
+# a service's other catalog types (clients look for either)
+TYPE_ALIASES = {"block-storage": ("volumev3",), "shared-file-system": ("sharev2",)}
+
+
 def _yaml_clouds(clouds):
     """``clouds.yaml`` text for ``{name: {auth...}}`` (flat strings only: no YAML library needed)."""
     lines = ["# written by cloudlab: the lab's clouds for openstack CLI and openstacksdk", "clouds:"]
@@ -71,7 +87,7 @@ def _yaml_clouds(clouds):
 
 
 class OpenStackAPI:
-    """The lab's OpenStack APIs: Keystone plus Nova, Glance, Neutron and Swift behind it.
+    """The lab's OpenStack APIs: Keystone plus Nova, Glance, Neutron, Cinder, Manila and Swift behind it.
 
     Args:
         lab: the :class:`~cloudlab.lab.Lab`.
@@ -83,7 +99,7 @@ class OpenStackAPI:
         self.urls = {}
         self._validators = {}
         self._lock = threading.Lock()
-        self.compute = self.images = self.networks = None
+        self.compute = self.images = self.networks = self.volumes = self.shares = None
         self.journal = collections.deque(maxlen=JOURNAL_SIZE)   # the APIs' recent requests
 
     # -- lifecycle
@@ -94,24 +110,25 @@ class OpenStackAPI:
         Raises:
             MissingPrerequisite: Keystone is not installed (``make lab`` installs it).
         """
-        from .compute import ComputeAPI
-        from .image import ImageAPI
-        from .network import NetworkAPI
+        import importlib
         identity = self.lab.identity
         self.server = ApiServer()
-        self.compute = ComputeAPI(self, self._check("nova"))
-        self.images = ImageAPI(self, self._check("glance"))
-        self.networks = NetworkAPI(self, self._check("neutron"))
-        for name, api in (("compute", self.compute), ("image", self.images), ("network", self.networks)):
-            api.base = self.urls[name] = self.server.add(name, api.app())
+        apis = []
+        for attribute, where in APIS:
+            module_name, class_name = where.split(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            api = cls(self, self._check(cls.service_user))
+            setattr(self, attribute, api)
+            api.base = self.urls[cls.catalog_name] = self.server.add(cls.catalog_name, api.app())
+            apis.append(api)
         self.server.start()
         store = self.lab.object_store
         store.server.users.add_token_source(self._swift_account)
         self.urls["object-store"] = store.url
         identity.register("identity", "keystone", identity.auth_url, "OpenStack Identity (the real Keystone)")
-        identity.register("compute", "nova", f"{self.urls['compute']}/v2.1", "Compute: lab.compute on libvirt")
-        identity.register("image", "glance", self.urls["image"], "Image: lab.image")
-        identity.register("network", "neutron", self.urls["network"], "Network: the lab's libvirt network")
+        for api in apis:
+            for kind, name, url, description in api.catalog():
+                identity.register(kind, name, url, description)
         identity.register("object-store", "swift", f"{store.url}/v1/AUTH_$(project_id)s",
                           "Object storage: lab.object_store")
         self.write_clouds_yaml()
@@ -123,7 +140,7 @@ class OpenStackAPI:
             self.server.stop()
             self.server = None
         shared = config.home() / "clouds.yaml"
-        mine = self.lab.home / "clouds.yaml"
+        mine = self.clouds_yaml
         try:
             if shared.read_text() == mine.read_text():
                 shared.unlink()
@@ -172,7 +189,8 @@ class OpenStackAPI:
             exists = attribute in LAB_SERVICES if attribute else False
             rows.append({"project": project, "type": kind, "does": does, "lab": part,
                          "in the lab": "yes" if exists else "not yet" if attribute else "no",
-                         "endpoint": catalog.get(kind) or catalog.get({"block-storage": "volumev3"}.get(kind, ""), "")})
+                         "endpoint": catalog.get(kind) or next((catalog[a] for a in TYPE_ALIASES.get(kind, ())
+                                                                   if a in catalog), "")})
         return rows
 
     # -- projects as the APIs see them
@@ -189,28 +207,33 @@ class OpenStackAPI:
         """The admin project's id (it owns the lab's network and its built image)."""
         return self.lab.identity.project_id("admin")
 
-    # -- volume attachments: the block storage API fills these in when the lab has block storage
+    # -- volume attachments: Nova's os-volume_attachments, done by the block storage API
 
     def attachments_of(self, server):
         """The volumes attached to ``server``: ``[{"volumeId", "device", "attachment_id"}]``."""
-        return []
+        return self.volumes.attachments_of(server) if self.volumes is not None else []
 
     def attach(self, ctx, server, volume_id):
-        """Attach a volume to ``server`` (needs the lab's block storage)."""
-        from .http import ApiError
-        raise ApiError(404, f"Volume {volume_id} could not be found: the lab has no block storage service yet")
+        """Attach the caller's volume ``volume_id`` to ``server`` (``openstack server add volume``)."""
+        if self.volumes is None:
+            from .http import ApiError
+            raise ApiError(404, f"Volume {volume_id} could not be found: the lab serves no block storage API")
+        return self.volumes.attach(ctx, server, volume_id)
 
     def detach(self, server, volume_id):
-        """Detach a volume from ``server``."""
-        from .http import ApiError
-        raise ApiError(404, f"Volume {volume_id} is not attached")
+        """Detach volume ``volume_id`` from ``server`` (``openstack server remove volume``)."""
+        if self.volumes is None:
+            from .http import ApiError
+            raise ApiError(404, f"Volume {volume_id} is not attached")
+        self.volumes.detach(server, volume_id)
 
     # -- clients
 
     @property
     def clouds_yaml(self):
-        """Path of the lab's ``clouds.yaml``."""
-        return self.lab.home / "clouds.yaml"
+        """Path of the lab's own ``clouds.yaml`` (named with the lab's prefix: two labs of one name, as a grader
+        runs them beside a learner's, do not overwrite each other's)."""
+        return self.lab.home / f"{self.lab.prefix}clouds.yaml"
 
     def clouds(self):
         """The lab's clouds: ``{name: auth dict}`` as written to clouds.yaml."""
@@ -233,7 +256,7 @@ class OpenStackAPI:
         """
         text = _yaml_clouds(self.clouds())
         for path in (self.clouds_yaml, config.home() / "clouds.yaml"):
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")   # writers race
             tmp.write_text(text)
             tmp.chmod(0o600)
             os.replace(tmp, path)
@@ -362,8 +385,15 @@ def add_arguments(parser):
 
 
 def main(args):
-    """Serve a lab's OpenStack APIs until Ctrl-C; prints where clouds.yaml is."""
+    """Serve a lab's OpenStack APIs until Ctrl-C (or SIGTERM); prints where clouds.yaml is."""
+    import signal
     from ..lab import Lab
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    # a shell's background job ignores SIGINT, and `kill PID` sends SIGTERM: both stop the lab cleanly
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     if not args.name.replace("-", "").isalnum():
         raise InvalidInput(f"lab name {args.name!r} is not usable", fix="use letters, digits and dashes")
     lab = Lab(name=args.name)

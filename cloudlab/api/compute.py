@@ -122,6 +122,9 @@ class ComputeAPI:
         auth: the :class:`~cloudlab.api.auth.TokenCheck` for the ``nova`` service user.
     """
 
+    service_user = "nova"
+    catalog_name = "compute"
+
     def __init__(self, api, auth: TokenCheck):
         self.api = api
         self.lab = api.lab
@@ -131,6 +134,10 @@ class ComputeAPI:
         self._launched = {}         # server id -> when it was first seen ACTIVE
 
     # -- the application
+
+    def catalog(self):
+        """The catalog entry: ``[(type, name, url, description)]``."""
+        return [("compute", "nova", f"{self.base}/v2.1", "Compute: lab.compute on libvirt")]
 
     def app(self):
         """The aiohttp application."""
@@ -297,7 +304,8 @@ class ComputeAPI:
         task, done = self._tasks.get(server.id, (None, None))
         if task and not done.is_set():
             # accepted (202) but not finished: it shows at once, as Nova sets task_state first
-            if task in TASK_STATUS and status in ("ACTIVE", "SHUTOFF", "REBOOT", "VERIFY_RESIZE"):
+            # (whatever the domain passes through meanwhile: a revert pauses it a moment)
+            if task in TASK_STATUS and status not in ("ERROR", "DELETED"):
                 status = TASK_STATUS[task]
         elif task == "rebooting_hard" and status == "REBOOT":
             status = "HARD_REBOOT"      # the lab's REBOOT does not say how; the API remembers

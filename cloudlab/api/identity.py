@@ -18,7 +18,7 @@ The lab runs Keystone itself, not an imitation:
 * each lab copies the template, writes its own ``keystone.conf`` and Fernet keys and
   starts ``gunicorn`` (one worker, four threads) on a socket it bound on 127.0.0.1, then
   sets fresh passwords and creates the course's projects and users and the service users
-  (nova, glance, neutron, swift, cinder) through Keystone's own REST API.
+  (nova, glance, neutron, swift, cinder, manila) through Keystone's own REST API.
 
 Limits, chosen for a one-machine lab: SQLite, one gunicorn worker, bcrypt with 4
 rounds (Keystone's minimum: a login costs milliseconds, not a quarter of a second),
@@ -53,7 +53,7 @@ TEMPLATE_PASSWORD = "cloudlab-template"       # replaced in every lab before any
 START_TIMEOUT_S = 90.0
 TOKEN_TTL_S = 12 * 3600
 # the services' own users (project "service", roles admin and service), as a deployment has them
-SERVICE_USERS = ("nova", "glance", "neutron", "swift", "cinder")
+SERVICE_USERS = ("nova", "glance", "neutron", "swift", "cinder", "manila")
 DEFAULT_PROJECTS = {"demo": ["demo"]}
 NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 

@@ -83,6 +83,9 @@ class ImageAPI:
         auth: the :class:`~cloudlab.api.auth.TokenCheck` for the ``glance`` service user.
     """
 
+    service_user = "glance"
+    catalog_name = "image"
+
     def __init__(self, api, auth):
         self.api = api
         self.lab = api.lab
@@ -90,6 +93,10 @@ class ImageAPI:
         self.base = None
         self._queued = {}          # id -> record of an image without data yet
         self._lock = threading.Lock()
+
+    def catalog(self):
+        """The catalog entry: ``[(type, name, url, description)]``."""
+        return [("image", "glance", self.base, "Image: lab.image")]
 
     def app(self):
         """The aiohttp application."""

@@ -40,6 +40,9 @@ class NetworkAPI:
         auth: the :class:`~cloudlab.api.auth.TokenCheck` for the ``neutron`` service user.
     """
 
+    service_user = "neutron"
+    catalog_name = "network"
+
     def __init__(self, api, auth):
         self.api = api
         self.lab = api.lab
@@ -47,6 +50,10 @@ class NetworkAPI:
         self.base = None
         self._network = None
         self._macs = {}            # server id -> its NICs' MAC addresses
+
+    def catalog(self):
+        """The catalog entry: ``[(type, name, url, description)]``."""
+        return [("network", "neutron", self.base, "Network: the lab's libvirt network")]
 
     def app(self):
         """The aiohttp application."""

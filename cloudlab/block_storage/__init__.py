@@ -31,6 +31,7 @@ import re
 import threading
 import uuid
 
+from .. import arguments
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded
 from ..records import Records
 from .backend import Backend, FileBackend
@@ -322,7 +323,7 @@ class BlockStorage:
     # -- volumes ---------------------------------------------------------------------
 
     def create_volume(self, name, size=None, image=None, snapshot=None, multiattach=False, description="",
-                      volume_type=None):
+                      volume_type=None, properties=None):
         """Create a volume: empty, a copy of an image's disk, or a copy of a snapshot.
 
         Args:
@@ -333,8 +334,10 @@ class BlockStorage:
             multiattach: allow several servers to attach it at once (stored raw, see the backend).
             description: free text.
             volume_type: the backend (``list_volume_types()``); default the service's, or the snapshot's.
+            properties: ``{str: str}`` kept with the volume (``volume.properties``).
         Raises:
-            InvalidInput: a bad name, size or volume type, both image and snapshot, or a size below the source's.
+            InvalidInput: a bad name, size, volume type or properties, both image and snapshot, or a size below
+                the source's.
             NotFound: unknown image or snapshot.
             Conflict: a volume with that name exists.
             QuotaExceeded: the lab's volumes or gigabytes quota would be passed.
@@ -345,6 +348,9 @@ class BlockStorage:
         if image is not None and snapshot is not None:
             raise InvalidInput("a volume is made from an image or from a snapshot, not both",
                                fix="give only one of image= and snapshot=")
+        properties = arguments.properties(properties)
+        if description is not None and not isinstance(description, str):
+            raise InvalidInput(f"description must be a string, not {type(description).__name__}")
         source, minimum, img, snap = {}, 1, None, None
         if image is not None:
             img = self.lab.image.get_image(image)
@@ -366,7 +372,7 @@ class BlockStorage:
                                fix=f"give size >= {minimum}")
         volume = Volume(id=str(uuid.uuid4()), name=name, size=size, multiattach=bool(multiattach),
                         bootable=img is not None, source=source, volume_type=backend.name,
-                        description=description or "")
+                        description=description or "", properties=properties)
         volume._service = self
         with self._lock:
             if any(v.name == name for v in self._volumes.values()):
@@ -568,11 +574,14 @@ class BlockStorage:
 
     # -- snapshots -------------------------------------------------------------------
 
-    def create_snapshot(self, volume, name):
+    def create_snapshot(self, volume, name, description="", properties=None):
         """Snapshot a detached volume: a copy of its contents now, from which volumes can be made.
 
+        Args:
+            description: free text.
+            properties: ``{str: str}`` kept with the snapshot (``snapshot.properties``).
         Raises:
-            InvalidInput: a bad name.
+            InvalidInput: a bad name, description or properties.
             Conflict: the volume is attached (a guest could be writing it) or busy; a snapshot
                 with that name exists.
             QuotaExceeded: the snapshots or gigabytes quota would be passed.
@@ -581,8 +590,12 @@ class BlockStorage:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidInput(f"snapshot name {name!r} is not valid",
                                fix="use 1-40 letters, digits, '.', '_' or '-'")
+        properties = arguments.properties(properties)
+        if description is not None and not isinstance(description, str):
+            raise InvalidInput(f"description must be a string, not {type(description).__name__}")
         snapshot = Snapshot(id=str(uuid.uuid4()), name=name, volume_id=volume.id, size=volume.size,
-                            volume_type=volume.volume_type, volume_name=volume.name)
+                            volume_type=volume.volume_type, volume_name=volume.name, description=description or "",
+                            properties=properties)
         backend = self._backend_of(volume)
         snapshot._service = self
         with self._lock:

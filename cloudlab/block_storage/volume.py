@@ -91,6 +91,7 @@ class Volume:
         source: ``{"image": name}``, ``{"snapshot": id}`` or ``{}`` for an empty volume.
         volume_type: the backend holding its bytes (``file``, ``nbd``), as Cinder's volume types choose one.
         history: the statuses it went through, oldest first.
+        properties: ``{str: str}`` kept with it (the OpenStack API keeps the owning project there).
     """
 
     id: str
@@ -106,6 +107,7 @@ class Volume:
     created_at: str = dataclasses.field(default_factory=_now)
     updated_at: str = None
     history: list = dataclasses.field(default_factory=list)
+    properties: dict = dataclasses.field(default_factory=dict)
     _service: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -188,7 +190,7 @@ class Volume:
 class Snapshot:
     """A point-in-time copy of a volume; new volumes can be made from it.
 
-    Statuses: creating, available, deleting, error (Cinder's).
+    Statuses: creating, available, deleting, error (Cinder's).  ``properties`` as a volume's.
     """
 
     id: str
@@ -199,6 +201,8 @@ class Snapshot:
     volume_type: str = None
     volume_name: str = ""
     created_at: str = dataclasses.field(default_factory=_now)
+    description: str = ""
+    properties: dict = dataclasses.field(default_factory=dict)
     _service: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def delete(self):

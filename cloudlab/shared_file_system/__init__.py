@@ -33,6 +33,7 @@ import threading
 import uuid
 from pathlib import Path
 
+from .. import arguments
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound
 from ..records import Records
 from .ganesha import HOST_NUMBER, ShareServer, make_filesystem
@@ -191,11 +192,13 @@ class SharedFileSystem:
 
     # -- shares ----------------------------------------------------------------------
 
-    def create_share(self, name, size, share_proto="NFS", description=""):
+    def create_share(self, name, size, share_proto="NFS", description="", properties=None):
         """Create a share of ``size`` GiB and export it (nobody may mount it until a rule allows).
 
+        Args:
+            properties: ``{str: str}`` kept with the share (``share.properties``).
         Raises:
-            InvalidInput: a bad name or size, or a protocol other than NFS.
+            InvalidInput: a bad name, size, description or properties, or a protocol other than NFS.
             Conflict: a share with that name exists.
         """
         if not isinstance(name, str) or not NAME_RE.match(name):
@@ -207,13 +210,16 @@ class SharedFileSystem:
         if str(share_proto).upper() not in PROTOCOLS:
             raise InvalidInput(f"share_proto={share_proto!r} is not served here",
                                fix="use NFS (Manila also knows CIFS, CephFS, ...; this lab's share server speaks NFS)")
+        properties = arguments.properties(properties)
+        if description is not None and not isinstance(description, str):
+            raise InvalidInput(f"description must be a string, not {type(description).__name__}")
         with self._lock:
             if any(s.name == name for s in self._shares.values()):
                 raise Conflict(f"a share named {name!r} already exists", fix="choose another name")
             used = {s.export_id for s in self._shares.values()}
             export_id = next(i for i in range(1, 65536) if i not in used)
             share = Share(id=str(uuid.uuid4()), name=name, size=size, export_id=export_id,
-                          description=description or "")
+                          description=description or "", properties=properties)
             share._service = self
             share.export_location = self._location(share)
             self._shares[share.id] = share

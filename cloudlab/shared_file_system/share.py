@@ -69,6 +69,7 @@ class Share:
         access_rules: list of :class:`AccessRule`.
         export_id: the share server's number for the export.
         history: the statuses it went through, oldest first.
+        properties: ``{str: str}`` kept with it (the OpenStack API keeps the owning project there).
     """
 
     id: str
@@ -83,6 +84,7 @@ class Share:
     created_at: str = dataclasses.field(default_factory=_now)
     updated_at: str = None
     history: list = dataclasses.field(default_factory=list)
+    properties: dict = dataclasses.field(default_factory=dict)
     _service: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):

@@ -15,3 +15,7 @@ Path("hello.txt").unlink()
 
 # %% solution 03.4
 answer = json.loads(api.cli("server show ex-web -f json").stdout)["OS-EXT-SRV-ATTR:instance_name"]
+
+# %% solution 03.5
+api.cli("volume create --size 1 ex-data")
+api.cli("server add volume ex-web ex-data")

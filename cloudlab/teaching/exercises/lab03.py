@@ -74,3 +74,24 @@ def instance_name(lab, answer=None):
                 hint="openstack server show ex-web -c OS-EXT-SRV-ATTR:instance_name")
     listed = lab.host.virsh("list", "--all", "--name").split()
     yield Check("libvirt lists that domain (virsh list --all)", answer in listed)
+
+
+VOLUME = "ex-data"
+
+
+@exercise("03.5", title="A Cinder volume on your server, through Nova", points=2)
+def volume_through_nova(lab, answer=None):
+    """Volume ``ex-data`` (1 GiB) created through Cinder's API and attached to ``ex-web`` through Nova's."""
+    api = _api(lab)
+    yield Check("the lab's OpenStack APIs run", api is not None, hint="run the cell with lab.api first")
+    storage = lab._services.get("block_storage")
+    volumes = {v.name: v for v in storage.list_volumes()} if storage is not None else {}
+    yield Check(f"a volume named {VOLUME} exists", VOLUME in volumes,
+                hint=f"openstack volume create --size 1 {VOLUME}")
+    volume = volumes[VOLUME]
+    yield Check("it came through the API, made by project demo",
+                volume.properties.get("project_id") == lab.identity.project_id("demo"),
+                hint="create it with the openstack CLI (OS_CLOUD=cloudlab), not lab.block_storage.create_volume")
+    yield Check("its size is 1 GiB", volume.size == 1, hint="--size 1")
+    yield Check(f"it is in-use on {SERVER}", volume.status == "in-use" and volume.servers == [SERVER],
+                hint=f"openstack server add volume {SERVER} {VOLUME} (do exercise 03.2 first)")
