@@ -16,6 +16,7 @@ import pytest
 
 import cloudlab as cl
 from cloudlab import config
+from cloudlab.host import ownership
 from cloudlab.shared_file_system import leftovers
 
 pytestmark = pytest.mark.lab
@@ -69,6 +70,10 @@ def test_share_server_is_a_node_of_its_own_on_the_lab_network(lab):
     assert f"master {lab.host.bridge}" in master
     # the shares are mounted in its own mount namespace, not in the machine's
     assert str(sfs.folder) not in open("/proc/self/mountinfo").read()
+    # it lives outside the lab's namespace, so only cloudlab's mark in its environment lets
+    # `host down` end it when its lab died without stopping it
+    ours = {proc.pid: why for proc, why in ownership.Scope.current().processes}
+    assert ours.get(sfs.server.pid) == "started by cloudlab"
 
 
 def test_two_servers_share_files_and_rules_are_enforced(lab, servers):

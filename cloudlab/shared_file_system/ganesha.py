@@ -37,6 +37,7 @@ import subprocess
 import time
 
 from ..errors import CloudlabError, MissingPrerequisite, ResourceTimeout
+from ..host import ownership
 from ..process import stop_process
 
 NFS_PORT = 2049
@@ -219,7 +220,9 @@ class ShareServer:
         # and becomes ganesha.nfsd, whose exit takes the namespaces, mounts and cable with it
         args = ["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", "\n".join(lines)]
         with open(self.stderr_path, "wb") as err:
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            # the owner mark: a server whose lab died without stopping it is ended by `host down`
+            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                          env=ownership.child_env())
         try:
             self._plug(self._proc.pid)
             if self._wait_for(READY_LINE, 0, START_TIMEOUT_S):
