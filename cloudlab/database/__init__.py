@@ -196,7 +196,8 @@ class Database:
         return self.lab.compute.get_flavor(flavor or DEFAULT_FLAVOR)
 
     def create_instance(self, name, datastore_name="postgresql", datastore_version=None, flavor=None,
-                        volume_size=1, databases=(), users=(), restore_point=None, wait=True):
+                        volume_size=1, databases=(), users=(), restore_point=None, configuration=None,
+                        wait=True):
         """Provision a database instance: a real PostgreSQL server of its own.
 
         Args:
@@ -207,6 +208,8 @@ class Database:
             databases: names (or ``{"name": ...}``) to create.
             users: ``{"name", "password", "databases": [...]}`` each, to create with access to those databases.
             restore_point: a backup (name, id or Backup) to fill the new instance from.
+            configuration: server settings of your own, ``{"work_mem": "8MB", ...}`` (Trove's
+                configuration group), written after the ones the flavor gives.
             wait: return once it is ACTIVE (else at once, in BUILD; ``wait_for_instance()`` follows it).
         Raises:
             InvalidInput: a bad name, size, database or user name (the rule is quoted), or password.
@@ -232,6 +235,7 @@ class Database:
                                fix=f"give a whole number of GiB from 1 to {MAX_VOLUME_GIB}, or None for no volume")
         dbs = [datastore.check_name(d["name"] if isinstance(d, dict) else d, "database") for d in databases]
         wanted_users = self._check_users(users, dbs)
+        configuration = datastore.check_configuration(configuration)
         fl = self._flavor(flavor)
         host = self.lab.host
         with self._lock:
@@ -245,7 +249,7 @@ class Database:
             instance = Instance(id=str(uuid.uuid4()), name=name, datastore=store, datastore_version=version,
                                 flavor=fl.name, ram_mib=fl.ram_mib, vcpus=fl.vcpus, address=address,
                                 address_index=index, volume_size=volume_size,
-                                restored_from=source.id if source else None,
+                                restored_from=source.id if source else None, configuration=configuration,
                                 admin_password=secrets.token_urlsafe(18))
             instance._service = self
             folder = self.folder_of(instance)
@@ -312,7 +316,8 @@ class Database:
             self._save()
             connection = self.lab.block_storage.connect_to_host(volume, f"database instance {instance.name}")
         server.prepare(connection, fresh=True)
-        server.write_config(instance.ram_mib, instance.vcpus, admin_password=instance.admin_password)
+        server.write_config(instance.ram_mib, instance.vcpus, admin_password=instance.admin_password,
+                            extra=instance.configuration)
         server.start(instance.ram_mib, instance.vcpus, lambda: self._answers(instance))
         if source is not None:
             backups.restore(self, instance, source)
@@ -399,7 +404,7 @@ class Database:
                 from ..host import node
                 node.run(["e2fsck", "-f", "-p", str(server.volume_path)], "checking the volume's filesystem")
                 node.run(["resize2fs", str(server.volume_path)], "growing the volume's filesystem")
-            server.write_config(instance.ram_mib, instance.vcpus)
+            server.write_config(instance.ram_mib, instance.vcpus, extra=instance.configuration)
             server.start(instance.ram_mib, instance.vcpus, lambda: self._answers(instance))
         except BaseException as exc:
             with self._lock:

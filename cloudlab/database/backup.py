@@ -102,8 +102,7 @@ def skip_admin_role(chunks):
         if not in_roles:
             yield chunk
             continue
-        pending += chunk
-        lines = pending.split(b"\n")
+        lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         kept = []
         for line in lines:
@@ -111,6 +110,9 @@ def skip_admin_role(chunks):
                 in_roles = False
             if not (in_roles and line.startswith(roles)):
                 kept.append(line + b"\n")
+        if not in_roles:
+            kept.append(pending)        # the rest of this chunk, then every chunk as it comes
+            pending = b""
         yield b"".join(kept)
     if pending:
         yield pending

@@ -117,11 +117,42 @@ def settings(ram_mib, vcpus):
     }
 
 
+SETTING_RE = re.compile(r"^[a-z][a-z0-9_.]{0,62}$")
+# settings the service itself decides: where the server listens, its files, how it checks passwords
+MANAGED = ("listen_addresses", "port", "unix_socket_directories", "hba_file", "ident_file", "config_file",
+           "data_directory", "password_encryption")
+
+
+def check_configuration(configuration):
+    """``configuration`` as a dict of server settings, checked for form (the server checks the values).
+
+    Raises:
+        InvalidInput: not a dict, a malformed name, a value that is not text or a number,
+            or a setting the service manages itself.
+    """
+    if configuration is None:
+        return {}
+    if not isinstance(configuration, dict):
+        raise InvalidInput(f"configuration={configuration!r} is not a dict of settings",
+                           fix='e.g. configuration={"work_mem": "8MB"}')
+    for key, value in configuration.items():
+        if not isinstance(key, str) or not SETTING_RE.match(key):
+            raise InvalidInput(f"{key!r} is not a PostgreSQL setting's name", fix="e.g. work_mem, log_statement")
+        if key in MANAGED:
+            raise InvalidInput(f"setting {key} is the service's own (it places the server on the lab network "
+                               "and its files)", fix=f"leave it out; the service sets: {', '.join(MANAGED)}")
+        if not isinstance(value, (str, int, float)):
+            raise InvalidInput(f"setting {key}={value!r}: give text, a number or a bool", fix='e.g. "8MB", 64 or True')
+    return dict(configuration)
+
+
 def render_config(values):
     """``postgresql.conf`` text for ``values`` (strings quoted as the server reads them)."""
     lines = ["# written by cloudlab (cloudlab/database/datastore.py): the instance's settings"]
     for key, value in values.items():
-        if isinstance(value, str):
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        elif isinstance(value, str):
             value = "'" + value.replace("'", "''") + "'"
         lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"

@@ -39,6 +39,7 @@ class Instance:
         status: see the module docstring; ``history`` the statuses it went through.
         fault: why it is in ERROR.
         restored_from: the backup it was made from, if any.
+        configuration: server settings given at create (Trove's configuration group).
     """
 
     id: str
@@ -56,6 +57,7 @@ class Instance:
     status: str = BUILD
     fault: str = None
     restored_from: str = None
+    configuration: dict = dataclasses.field(default_factory=dict)
     created: str = dataclasses.field(default_factory=_now)
     updated: str = None
     history: list = dataclasses.field(default_factory=list)
