@@ -34,9 +34,11 @@ import uuid
 from pathlib import Path
 
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, ResourceTimeout
+from ..host import state_dir as host_state_dir
 from ..records import Records
 from . import backup as backups
 from . import datastore
+from .cleanup import clean, cgroup_name, leftovers
 from .instance import (ACTIVE, BUILD, BUSY, COMPLETED, ERROR, REBOOT, RESIZE, SHUTDOWN, Backup, Instance)
 from .server import InstanceServer
 
@@ -54,6 +56,12 @@ def _psycopg():
         from ..errors import MissingPrerequisite
         raise MissingPrerequisite("psycopg is not installed", fix="run `make lab` (requirements.lock has it)") from None
     return psycopg
+
+
+def _reason(exc):
+    """What the server said, without libpq's preamble (which names the socket's path on this machine)."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return text.split("FATAL:", 1)[1].strip() if "FATAL:" in text else text
 
 
 class Database:
@@ -81,6 +89,8 @@ class Database:
         self.lab.block_storage  # noqa: B018 - their volumes
         self._records = Records(self.lab.home / f"{self.lab.prefix}database.json", {"instances": {}, "backups": {}})
         stale = self._records.load()
+        # an earlier session of this lab that ended without stop() (a kernel that died) may have left servers
+        clean(self.lab.prefix, self.lab.home.parent, host_state_dir())
         for record in stale["instances"].values():
             # an earlier session ended without stop(): its servers died with the host or are ended here
             self._clean_folder(Path(record.get("folder", "")) if record.get("folder") else
@@ -255,7 +265,7 @@ class Database:
             folder = self.folder_of(instance)
             self._servers[instance.id] = InstanceServer(folder, version, address, host.subnet.prefixlen,
                                                         host.bridge, host.netns,
-                                                        f"{self.lab.prefix}database-{instance.id[:8]}")
+                                                        cgroup_name(self.lab.prefix, instance.id, host_state_dir()))
             self._instances[instance.id] = instance
             self._save()
 
@@ -505,9 +515,22 @@ class Database:
         try:
             return psycopg.connect(self.conninfo(instance, user, password, database), **options)
         except psycopg.OperationalError as exc:
-            raise CloudlabError(f"database instance {instance.name} refused {user}@{database}: "
-                                f"{str(exc).strip().splitlines()[-1]}",
+            raise CloudlabError(f"database instance {instance.name} refused {user}@{database}: {_reason(exc)}",
                                 fix="check the user, password and database (list_users(), list_databases())") from None
+
+    def connect_as_admin(self, instance, database="postgres"):
+        """A psycopg connection as the service's own superuser (``os_admin``): the operator's view.
+
+        Trove keeps this account to itself (its guest agent manages users and databases
+        with it); the lab's checks use it to read what a learner's user made.
+        """
+        psycopg = _psycopg()
+        instance = self.get_instance(instance)
+        try:
+            return psycopg.connect(self.conninfo(instance, datastore.ADMIN_USER, instance.admin_password, database))
+        except psycopg.OperationalError as exc:
+            raise CloudlabError(f"database instance {instance.name} refused its admin: {_reason(exc)}",
+                                fix="is it ACTIVE?") from None
 
     @contextlib.contextmanager
     def _admin(self, instance, database="postgres", timeout=CONNECT_TIMEOUT_S):
@@ -715,31 +738,4 @@ class Database:
         return f"<Database: {len(self._instances)} instances, {len(self._backups)} backups>"
 
 
-def leftovers(scope):
-    """The database service's own kinds still here: cgroups and volumes presented as files (``host leftovers``).
-
-    Processes carry the owner mark (the host's process check finds them) and the
-    instances' folders carry the lab's prefix (the files check finds them).
-    """
-    from .server import CGROUP_ROOT
-    found = []
-    for base in (CGROUP_ROOT, CGROUP_ROOT / "memory", CGROUP_ROOT / "cpu"):
-        try:
-            for child in base.iterdir():
-                if child.is_dir() and child.name.startswith(scope.prefix) and "-database-" in child.name:
-                    found.append(f"cgroup {child}")
-        except OSError:
-            continue
-    home, mark = str(scope.home), f"/{scope.prefix}"
-    try:
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        mounts = []
-    for line in mounts:
-        point = line.split()[4]
-        if point.startswith(home) and mark in point and point.endswith("/volume.raw"):
-            found.append(f"volume file {point} (qemu-storage-daemon's FUSE export)")
-    return found
-
-
-__all__ = ["Database", "Instance", "Backup", "leftovers"]
+__all__ = ["Database", "Instance", "Backup", "leftovers", "clean"]
