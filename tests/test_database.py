@@ -298,6 +298,7 @@ def test_delete_removes_process_data_and_address(lab, shop):
 def test_host_clean_ends_instances_a_lost_session_left(lab, shop):
     # as `host down` / `cloudlab clean` find them: by their cgroups (this host's only), not by the service's records
     from cloudlab.database import clean
+    from cloudlab.database.cleanup import running
     db = lab.database
     lost = db.create_instance("lost", volume_size=1)
     server = db.server_of(lost)
@@ -305,9 +306,9 @@ def test_host_clean_ends_instances_a_lost_session_left(lab, shop):
     other = db.server_of(shop).pid
     removed = clean(f"{lab.prefix}", config.home(), host.state_dir())
     assert f"database server process {pid}" in removed and f"volume file {mount}" in removed
-    assert not os.path.exists(f"/proc/{pid}") and mount not in open("/proc/self/mountinfo").read()
+    assert not running(pid) and mount not in open("/proc/self/mountinfo").read()
     assert not any(d.exists() for d in server.limits.dirs)
-    assert not os.path.exists(f"/proc/{other}")          # shop was this lab's too
+    assert not running(other)          # shop was this lab's too
     # the service still deletes what remains of them (records, volumes, folders)
     lost.delete()
     assert host.leftovers(prefix=lab.prefix, only=["database"]) == []

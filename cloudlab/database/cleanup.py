@@ -69,10 +69,19 @@ def _pids(folder):
         return []
 
 
+def running(pid):
+    """True while process ``pid`` runs (a zombie, ended but not yet reaped by its parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
 def _wait_gone(pids, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not [p for p in pids if os.path.exists(f"/proc/{p}")]:
+        if not [p for p in pids if running(p)]:
             return True
         time.sleep(0.05)
     return False
