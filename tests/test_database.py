@@ -68,6 +68,7 @@ def test_an_instance_is_a_postgresql_server_on_the_lab_network(lab, shop):
     assert (shop.datastore, shop.datastore_version) == ("postgresql", datastore.versions()["postgresql"][0])
     assert ipaddress.ip_address(shop.address) in lab.host.subnet and shop.port == 5432
     assert lab.database.list_instances() == [shop] and lab.database.get_instance("shop") is shop
+    assert shop.node == next(n.name for n in lab.topology.nodes if n.has("storage"))
     server = lab.database.server_of(shop)
     # its own network namespace: loopback and one cable into the lab's bridge
     links = subprocess.run(["nsenter", "-t", str(server.pid), "-n", "ip", "-o", "-4", "addr"],
@@ -290,8 +291,9 @@ def test_delete_removes_process_data_and_address(lab, shop):
     gone = psql_in_lab_network(lab, f"host={address} port=5432 user=app password=x connect_timeout=2", "SELECT 1")
     assert gone.returncode != 0 and "password" not in gone.stderr
     # and the address is free for the next instance
-    again = db.create_instance("temp2", volume_size=None)
-    assert again.address == address
+    again = db.create_instance("temp2", volume_size=None, wait=False)
+    assert again.status == "BUILD" and again.address == address
+    assert again.wait(timeout=60).status == "ACTIVE" and again.history == ["BUILD", "ACTIVE"]
     again.delete()
 
 
@@ -312,3 +314,22 @@ def test_host_clean_ends_instances_a_lost_session_left(lab, shop):
     # the service still deletes what remains of them (records, volumes, folders)
     lost.delete()
     assert host.leftovers(prefix=lab.prefix, only=["database"]) == []
+
+
+def test_a_lab_restarted_after_a_crash_frees_the_names(lab):
+    # a kernel that died leaves the service's records, a server, a volume; the next session's start clears them
+    from cloudlab.database import Database
+    db = lab.database
+    crashed = db.create_instance("crashed", volume_size=1)
+    pid = db.server_of(crashed).pid
+    fresh = Database(lab)               # what a new kernel's lab.database would be, reading the same records
+    fresh.start()
+    from cloudlab.database.cleanup import running
+    assert not running(pid)
+    assert not db.folder_of(crashed).exists()
+    assert not [v for v in lab.block_storage.list_volumes() if v.name == "database-crashed"]
+    again = fresh.create_instance("crashed", volume_size=1)
+    assert again.status == "ACTIVE"
+    fresh.stop()
+    db._instances.pop(crashed.id)       # the old service object's record of it is stale now
+    db._servers.pop(crashed.id)

@@ -36,6 +36,7 @@ from pathlib import Path
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, ResourceTimeout
 from ..host import state_dir as host_state_dir
 from ..records import Records
+from ..topology import STORAGE
 from . import backup as backups
 from . import datastore
 from .cleanup import clean, cgroup_name, leftovers
@@ -92,9 +93,19 @@ class Database:
         # an earlier session of this lab that ended without stop() (a kernel that died) may have left servers
         clean(self.lab.prefix, self.lab.home.parent, host_state_dir())
         for record in stale["instances"].values():
-            # an earlier session ended without stop(): its servers died with the host or are ended here
+            # an earlier session ended without stop(): its servers were ended above; their folders
+            # and volumes go now, so that the names are free again
             self._clean_folder(Path(record.get("folder", "")) if record.get("folder") else
                                self.folder_of_name(record["name"]))
+            if record.get("volume_id"):
+                storage = self.lab.block_storage
+                for undo in (lambda: storage.disconnect_from_host(record["volume_id"],
+                                                                  f"database instance {record['name']}"),
+                             lambda: storage.delete_volume(record["volume_id"])):
+                    try:
+                        undo()
+                    except CloudlabError:
+                        pass
         self._records.save({"instances": {}, "backups": {}})
         return self
 
@@ -256,10 +267,13 @@ class Database:
             from ..host import node
             index = next((n for n in range(len(node.HOST_NUMBERS["database"])) if n not in used), None)
             address = node.address(host.subnet, "database", len(used) if index is None else index)
+            # the node of the layout that keeps storage (the storage node of the three-node layout)
+            node_name = next((n.name for n in self.lab.topology.nodes if n.has(STORAGE)), None)
             instance = Instance(id=str(uuid.uuid4()), name=name, datastore=store, datastore_version=version,
                                 flavor=fl.name, ram_mib=fl.ram_mib, vcpus=fl.vcpus, address=address,
                                 address_index=index, volume_size=volume_size,
                                 restored_from=source.id if source else None, configuration=configuration,
+                                node=node_name,
                                 admin_password=secrets.token_urlsafe(18))
             instance._service = self
             folder = self.folder_of(instance)

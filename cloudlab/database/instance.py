@@ -40,6 +40,8 @@ class Instance:
         fault: why it is in ERROR.
         restored_from: the backup it was made from, if any.
         configuration: server settings given at create (Trove's configuration group).
+        node: the layout's node that runs it: the one with the storage role (``storage`` in the
+            three-node layout). Every node is this one machine until the architectures lab makes them real.
     """
 
     id: str
@@ -58,6 +60,7 @@ class Instance:
     fault: str = None
     restored_from: str = None
     configuration: dict = dataclasses.field(default_factory=dict)
+    node: str = None
     created: str = dataclasses.field(default_factory=_now)
     updated: str = None
     history: list = dataclasses.field(default_factory=list)
