@@ -24,7 +24,6 @@ PostgreSQL directly.  ``stop()`` deletes every instance and backup of the lab.
 """
 
 import contextlib
-import os
 import re
 import secrets
 import shutil
@@ -37,6 +36,7 @@ from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, ResourceTi
 from ..host import state_dir as host_state_dir
 from ..records import Records
 from ..topology import STORAGE
+from . import accounts
 from . import backup as backups
 from . import datastore
 from .cleanup import clean, cgroup_name, leftovers
@@ -570,15 +570,11 @@ class Database:
                            fix="wait until it is ACTIVE: instance.wait()")
         return instance
 
-    # -- databases -------------------------------------------------------------------
+    # -- databases and users (accounts.py runs the SQL) ------------------------------
 
     def list_databases(self, instance):
         """The names of an instance's databases (not the server's own: postgres, template0/1)."""
-        instance = self._ready(instance)
-        with self._admin(instance) as conn:
-            rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate "
-                                "AND datname <> 'postgres' ORDER BY datname").fetchall()
-        return [r[0] for r in rows]
+        return accounts.list_databases(self._admin, self._ready(instance))
 
     def create_database(self, instance, name, _building=False):
         """Create database ``name`` on ``instance``.
@@ -587,14 +583,7 @@ class Database:
             InvalidInput: a name the rule refuses (the rule is quoted).
             Conflict: it exists.
         """
-        from psycopg import sql
-        instance = self._ready(instance, _building)
-        name = datastore.check_name(name, "database")
-        with self._admin(instance) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                raise Conflict(f"database {name!r} already exists on {instance.name}", fix="choose another name")
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return name
+        return accounts.create_database(self._admin, self._ready(instance, _building), name)
 
     def delete_database(self, instance, name):
         """Drop database ``name`` (connections to it are ended first).
@@ -602,26 +591,11 @@ class Database:
         Raises:
             NotFound: no such database.
         """
-        from psycopg import sql
-        instance = self._ready(instance)
-        if name not in self.list_databases(instance):
-            raise NotFound(f"instance {instance.name} has no database {name!r}",
-                           fix=f"its databases: {', '.join(self.list_databases(instance)) or 'none'}")
-        with self._admin(instance) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-    # -- users -----------------------------------------------------------------------
+        return accounts.delete_database(self._admin, self._ready(instance), name)
 
     def list_users(self, instance):
         """An instance's users: ``[{"name": ..., "databases": [...]}]`` (databases they may create in)."""
-        instance = self._ready(instance)
-        with self._admin(instance) as conn:
-            rows = conn.execute(
-                "SELECT r.rolname, ARRAY(SELECT d.datname FROM pg_database d WHERE NOT d.datistemplate "
-                "AND d.datname <> 'postgres' AND has_database_privilege(r.rolname, d.datname, 'CREATE') "
-                "ORDER BY d.datname) FROM pg_roles r WHERE r.rolcanlogin AND r.rolname <> %s "
-                "AND r.rolname NOT LIKE 'pg\\_%%' ORDER BY r.rolname", (datastore.ADMIN_USER,)).fetchall()
-        return [{"name": name, "databases": list(dbs)} for name, dbs in rows]
+        return accounts.list_users(self._admin, self._ready(instance))
 
     def create_user(self, instance, name, password, databases=(), _building=False):
         """Create a user who logs in with ``password`` and may use (and create tables in) ``databases``.
@@ -631,29 +605,7 @@ class Database:
             NotFound: one of ``databases`` does not exist.
             Conflict: the user exists.
         """
-        from psycopg import sql
-        instance = self._ready(instance, _building)
-        name = datastore.check_name(name, "user")
-        password = datastore.check_password(password, name)
-        databases = [d["name"] if isinstance(d, dict) else d for d in databases]
-        with self._admin(instance) as conn:
-            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-            missing = [d for d in databases if d not in existing]
-            if missing:
-                raise NotFound(f"instance {instance.name} has no database {missing[0]!r}",
-                               fix="create it first: create_database()")
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-                raise Conflict(f"user {name!r} already exists on {instance.name}", fix="choose another name")
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name),
-                                                                            sql.Literal(password)))
-            for d in databases:
-                conn.execute(sql.SQL("GRANT ALL PRIVILEGES ON DATABASE {} TO {}").format(
-                    sql.Identifier(d), sql.Identifier(name)))
-        for d in databases:
-            # since PostgreSQL 15 only the database's owner may create in its public schema
-            with self._admin(instance, d) as conn:
-                conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(name)))
-        return {"name": name, "databases": databases}
+        return accounts.create_user(self._admin, self._ready(instance, _building), name, password, databases)
 
     def delete_user(self, instance, name):
         """Drop user ``name``; what it owned passes to the service's admin.
@@ -661,19 +613,7 @@ class Database:
         Raises:
             NotFound: no such user.
         """
-        from psycopg import sql
-        instance = self._ready(instance)
-        users = [u["name"] for u in self.list_users(instance)]
-        if name not in users:
-            raise NotFound(f"instance {instance.name} has no user {name!r}",
-                           fix=f"its users: {', '.join(users) or 'none'}")
-        ident = sql.Identifier(name)
-        for d in self.list_databases(instance) + ["postgres"]:
-            with self._admin(instance, d) as conn:
-                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(ident, sql.Identifier(datastore.ADMIN_USER)))
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
-        with self._admin(instance) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+        return accounts.delete_user(self._admin, self._ready(instance), name)
 
     # -- backups ---------------------------------------------------------------------
 
