@@ -36,7 +36,11 @@ def lab():
         pytest.skip("PostgreSQL is not installed (make system installs it)")
     lab = cl.Lab(name="dbtest")
     yield lab
+    db = lab.database
+    keep = db.create_instance("keep", volume_size=None)
+    db.create_backup(keep, "kept-until-the-end")     # a backup whose object store stops before the service
     lab.stop()
+    assert lab.running == [] and not (lab.home / f"{lab.prefix}object_store").exists()
     # what the database service made is gone with it (the host itself stays up for other tests)
     assert host.leftovers(prefix=lab.prefix, only=["files", "database", "block storage"]) == []
     assert not [p for p, _ in host.ownership.Scope.current().processes

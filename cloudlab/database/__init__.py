@@ -123,11 +123,16 @@ class Database:
                 self.delete_instance(instance)
             except CloudlabError as exc:
                 errors.append(f"instance {instance.name}: {exc.message}")
+        # an object store that stopped first (it started after this service) took the backups' objects
+        # with its data; asking lab.object_store now would only start a new one
+        store_running = self.lab.started_service("object_store") is not None
         for backup in list(self._backups.values()):
             try:
-                self.delete_backup(backup)
+                if store_running:
+                    self.delete_backup(backup)
             except CloudlabError as exc:
                 errors.append(f"backup {backup.name}: {exc.message}")
+        self._backups.clear()
         if self._records is not None:
             self._records.remove()
         if errors:
