@@ -91,7 +91,8 @@ class Database:
         self._records = Records(self.lab.home / f"{self.lab.prefix}database.json", {"instances": {}, "backups": {}})
         stale = self._records.load()
         # an earlier session of this lab that ended without stop() (a kernel that died) may have left servers
-        clean(self.lab.prefix, self.lab.home.parent, host_state_dir())
+        # (this lab's own: a lab named "lab" must not end those of a lab named "lab-2")
+        clean(f"{self.lab.prefix}database-", self.lab.home.parent, host_state_dir())
         for record in stale["instances"].values():
             # an earlier session ended without stop(): its servers were ended above; their folders
             # and volumes go now, so that the names are free again
