@@ -6,7 +6,7 @@
         lab.object_store.url
 
 Services are named as OpenStack names them (``compute``, ``image``, ``containers``,
-``block_storage``, ``object_store``, ``shared_file_system``, ``ntp``) and start on
+``block_storage``, ``object_store``, ``shared_file_system``, ``database``, ``ntp``) and start on
 first use, so a lab that only teaches object storage never needs a hypervisor.
 ``stop()`` stops every service this lab started and removes what it created.
 """
@@ -28,6 +28,7 @@ SERVICES = {
     "containers": "cloudlab.containers:Containers",
     "object_store": "cloudlab.object_store:ObjectStore",
     "shared_file_system": "cloudlab.shared_file_system:SharedFileSystem",
+    "database": "cloudlab.database:Database",
     "ntp": "cloudlab.ntp:TimeService",
     "identity": "cloudlab.api.identity:Identity",
     "api": "cloudlab.api:OpenStackAPI",

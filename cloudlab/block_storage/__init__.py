@@ -41,6 +41,8 @@ from .volume import (ATTACHING, AVAILABLE, CREATING, DELETING, DETACHING, ERROR,
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 MAX_SIZE_GIB = 1024
 ATTACH_TIMEOUT_S = 15.0
+# an attachment whose server_id starts so is a consumer on the lab host, not a server
+HOST_CONSUMER = "host:"
 
 
 # volume type -> backend ("module:Class"), imported on first use; a type is Cinder's way
@@ -300,9 +302,14 @@ class BlockStorage:
         """Drop attachments whose server was deleted (Nova detaches a deleted server's volumes)."""
         if volume.status != IN_USE or not volume.attachments:
             return
+        if all(a.server_id.startswith(HOST_CONSUMER) for a in volume.attachments):
+            return      # only consumers on the lab host (connect_to_host): no server to ask about
         compute = self.lab.compute
         keep = []
         for attachment in volume.attachments:
+            if attachment.server_id.startswith(HOST_CONSUMER):
+                keep.append(attachment)
+                continue
             try:
                 server = compute.get_server(attachment.server_name)
             except NotFound:
@@ -571,6 +578,63 @@ class BlockStorage:
             volume.set_status(IN_USE if volume.attachments else AVAILABLE)
             self._save()
         return volume
+
+    # -- consumers on the lab host -----------------------------------------------------
+
+    def connect_to_host(self, volume, consumer):
+        """Reserve a volume for a consumer on the lab host that is not a server, and say how to reach it.
+
+        The database service keeps each instance's data on a volume this way, as Trove
+        has Nova attach a Cinder volume to its database VM: the volume is ``in-use``,
+        its attachment names ``consumer``, and the returned *connection info* (the
+        backend's, as a hypervisor gets it) names the file or network export that the
+        consumer opens itself (e.g. with ``qemu-storage-daemon``).
+
+        Args:
+            consumer: who uses it, in the learner's words (``database instance shop``).
+        Raises:
+            Conflict: the volume is attached or busy.
+        """
+        volume = self.get_volume(volume)
+        server_id = f"{HOST_CONSUMER}{consumer}"
+        with self._lock:
+            if volume.attachments or volume.status != AVAILABLE or volume.id in self._busy:
+                users = ", ".join(volume.servers) or volume.status
+                raise Conflict(f"volume {volume.name} is {volume.status} ({users})",
+                               fix="detach it first, or wait until it is available")
+            attachment = Attachment(id=str(uuid.uuid4()), server_id=server_id, server_name=consumer,
+                                    requested_device="file", device="(a file on the lab host)")
+            volume.attachments.append(attachment)
+            volume.set_status(IN_USE)
+            self._save()
+        try:
+            return self._backend_of(volume).initialize_connection(volume.id, {"server_id": server_id,
+                                                                              "host": "lab host"})
+        except BaseException:
+            with self._lock:
+                volume.attachments.remove(attachment)
+                volume.set_status(AVAILABLE)
+                self._save()
+            raise
+
+    def disconnect_from_host(self, volume, consumer):
+        """Release a volume that :meth:`connect_to_host` gave ``consumer`` (it must have closed it).
+
+        Raises:
+            NotFound: no such volume, or ``consumer`` does not hold it.
+        """
+        volume = self.get_volume(volume)
+        server_id = f"{HOST_CONSUMER}{consumer}"
+        with self._lock:
+            attachment = next((a for a in volume.attachments if a.server_id == server_id), None)
+            if attachment is None:
+                raise NotFound(f"volume {volume.name} is not connected to {consumer}")
+        self._backend_of(volume).terminate_connection(volume.id, {"server_id": server_id, "host": "lab host"})
+        with self._lock:
+            volume.attachments.remove(attachment)
+            if not volume.attachments:
+                volume.set_status(AVAILABLE)
+            self._save()
 
     # -- snapshots -------------------------------------------------------------------
 

@@ -658,6 +658,7 @@ def down(quiet=False):
                     pass
         if conn is None:
             _clean_containers(config.prefix())      # podman needs no libvirtd; clean() does it otherwise
+            _clean_databases(config.prefix())
         if state.private:
             for name in DAEMONS[::-1]:
                 if name in state.pids:
@@ -704,6 +705,15 @@ def _clean_containers(prefix):
     return removed
 
 
+def _clean_databases(prefix):
+    """End this host's database instances with ``prefix`` and remove their cgroups; returns what went."""
+    try:
+        from ..database import clean as clean_databases
+    except ImportError:
+        return []
+    return clean_databases(prefix, config.home(), state_dir())
+
+
 def clean(prefix, conn=None, everything=False):
     """Remove the domains, networks and files whose names start with ``prefix``; returns what went.
 
@@ -719,8 +729,8 @@ def clean(prefix, conn=None, everything=False):
         if state is None:
             return []
         conn = open_connection(state.uri)
-    # containers first: they are plugged into the lab network's bridge
-    removed = _clean_containers(prefix)
+    # containers and database instances first: they are plugged into the lab network's bridge
+    removed = _clean_containers(prefix) + _clean_databases(prefix)
     try:
         for dom in conn.listAllDomains():
             name = dom.name()     # read before the object goes stale

@@ -72,6 +72,7 @@ FINDERS = {
     "containers": "cloudlab.host.ownership:find_containers",
     "block storage": "cloudlab.host.ownership:find_block_storage",
     "shared file system": "cloudlab.host.ownership:find_shared_file_system",
+    "database": "cloudlab.database:leftovers",
 }
 
 _TICKS = os.sysconf("SC_CLK_TCK")

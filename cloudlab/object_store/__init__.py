@@ -43,8 +43,10 @@ class ObjectStore:
 
     def __init__(self, lab, host="127.0.0.1", port=0, users=None):
         self.lab = lab
-        self.root = lab.home / "object_store"
-        self.files = lab.home / "object_store_files"      # the learner's local files (removed by stop)
+        # with the lab's prefix, as every file of a lab: two labs of one name (a notebook and its graded
+        # run under a prefix of its own) share the lab's folder, and must not share (or remove) one store
+        self.root = lab.home / f"{lab.prefix}object_store"
+        self.files = lab.home / f"{lab.prefix}object_store_files"      # the learner's local files (removed by stop)
         self.server = ObjectStoreServer(self.root, host=host, port=port, users=users)
 
     def start(self):

@@ -24,7 +24,6 @@ it afterwards.  Records are kept in the lab's state folder; ``stop()`` stops the
 share server and deletes every share of the lab.
 """
 
-import hashlib
 import ipaddress
 import os
 import re
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from .. import arguments
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound
+from ..host import node
 from ..records import Records
 from .ganesha import HOST_NUMBER, ShareServer, make_filesystem
 from .share import (ACCESS_LEVELS, ACTIVE, APPLYING, AVAILABLE, CREATING, DELETING, DENYING, ERROR,
@@ -119,7 +119,7 @@ class SharedFileSystem:
                 self._shares[share.id] = share
         self.folder.mkdir(exist_ok=True)
         address = host.subnet.network_address + HOST_NUMBER
-        link = "cl" + hashlib.sha1(str(self.folder).encode()).hexdigest()[:8] + "nfs"
+        link = node.link_name(self.folder, "nfs")
         self.server = ShareServer(self.folder, str(address), host.subnet.prefixlen, host.bridge, link, host.netns)
         self.server.start(self._exports(), {s.id: self.image_path(s) for s in self._shares.values()})
         with self._lock:

@@ -37,12 +37,12 @@ import subprocess
 import time
 
 from ..errors import CloudlabError, MissingPrerequisite, ResourceTimeout
-from ..host import ownership
+from ..host import node, ownership
 from ..process import stop_process
 
 NFS_PORT = 2049
 # the share server's host number on the lab's /24: outside the DHCP range (.100-.199)
-HOST_NUMBER = 250
+HOST_NUMBER = node.HOST_NUMBERS["share server"][0]
 START_TIMEOUT_S = 20.0
 RELOAD_TIMEOUT_S = 10.0
 READY_LINE = b"NFS SERVER INITIALIZED"
@@ -200,14 +200,7 @@ class ShareServer:
         self._stop_stale()
         for sub in (self.mounts, self.recovery):
             sub.mkdir(parents=True, exist_ok=True)
-        lines = [
-            "set -e",
-            # wait until the lab side has plugged the cable in (the veth's end moved in here)
-            "i=0; while ! ip link show eth0 >/dev/null 2>&1; do "
-            "i=$((i + 1)); [ $i -lt 400 ] || exit 3; sleep 0.025; done",
-            "ip link set lo up",
-            f"ip addr add {self.address}/{self.prefixlen} dev eth0",
-            "ip link set eth0 up"]
+        lines = []
         for share_id, image in images.items():
             self.mount_point(share_id).mkdir(exist_ok=True)
             lines.append(f"mount -o loop {image} {self.mount_point(share_id)}")
@@ -218,7 +211,7 @@ class ShareServer:
         self.log_path.write_bytes(b"")
         # unshare -m -n: a mount namespace and a network namespace of its own; sh sets both up
         # and becomes ganesha.nfsd, whose exit takes the namespaces, mounts and cable with it
-        args = ["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", "\n".join(lines)]
+        args = node.command(self.address, self.prefixlen, lines)
         with open(self.stderr_path, "wb") as err:
             # the owner mark: a server whose lab died without stopping it is ended by `host down`
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
@@ -237,16 +230,8 @@ class ShareServer:
                             fix=f"read {self.log_path}")
 
     def _plug(self, pid):
-        """Connect the server's network namespace to the lab's bridge with a veth pair.
-
-        One end is made straight inside the server's namespace (``netns PID``) as its
-        ``eth0``; the other joins the lab network's bridge, like a NIC in a switch.
-        """
-        ip = ["ip"] + (["-n", self.netns] if self.netns else [])
-        _run(ip + ["link", "add", self.link, "type", "veth", "peer", "name", "eth0", "netns", str(pid)],
-             "plugging the share server into the lab network")
-        _run(ip + ["link", "set", self.link, "master", self.bridge, "up"],
-             f"joining the share server to bridge {self.bridge}")
+        """Connect the server's network namespace to the lab's bridge (:func:`cloudlab.host.node.plug`)."""
+        node.plug(pid, self.link, self.bridge, self.netns, what="the share server")
 
     def _stop_stale(self):
         """End a share server an earlier session of this lab left running (found by its pid file)."""
