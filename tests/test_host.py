@@ -104,3 +104,19 @@ def test_doctor_command_exit_status():
 def _python():
     import sys
     return [sys.executable]
+
+
+def test_a_host_of_another_folder_is_refused_in_a_namespace_in_use(lab, tmp_path):
+    """Another CLOUDLAB_HOME with the same CLOUDLAB_NETNS: refused, and the running host keeps its daemons."""
+    before = host.load_state().pids
+    env = {**__import__("os").environ, "CLOUDLAB_HOME": str(tmp_path / "other")}
+    up = subprocess.run([*_python(), "-m", "cloudlab", "host", "up"], capture_output=True, text=True, env=env,
+                        timeout=120)
+    assert up.returncode != 0
+    assert f"network namespace {lab.host.netns} is in use" in up.stdout + up.stderr
+    down = subprocess.run([*_python(), "-m", "cloudlab", "host", "down"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert host.load_state().pids == before
+    assert all(host._pid_alive(pid) for pid in before.values())
+    assert lab.host.state.uri == host.up().uri        # still healthy: nothing was swept

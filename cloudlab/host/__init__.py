@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .. import config
 from . import netns
-from ..errors import CloudlabError, HostUnreachable, MissingPrerequisite, NotFound
+from ..errors import CloudlabError, Conflict, HostUnreachable, MissingPrerequisite, NotFound
 
 SYSTEM_URI = "qemu:///system"
 PRIVATE_DIRS = {
@@ -404,6 +404,20 @@ def _made_here(ns):
     return made.get("name") == ns and made.get("inode") == _namespace_inode(ns) is not None
 
 
+def _foreign_processes(ns):
+    """Processes living in namespace ``ns`` when this host's folder did not make it, else ``[]``.
+
+    Such a namespace is another lab host's (another ``CLOUDLAB_HOME`` with the same
+    ``CLOUDLAB_NETNS``): this host must neither start daemons beside that host's nor
+    sweep its processes as leftovers of its own.
+    """
+    if not ns or not netns.exists(ns) or _made_here(ns):
+        return []
+    from .ownership import all_processes
+    inode = _namespace_inode(ns)
+    return [proc for proc in all_processes() if proc.net_inode == inode]
+
+
 def _delete_namespace(ns):
     netns.delete(ns)
     (state_dir() / _MADE_NAMESPACE).unlink(missing_ok=True)
@@ -538,6 +552,12 @@ def up(progress=None):
             state = HostState(uri=SYSTEM_URI, accel=accel, private=False)
             say(f"using the running libvirtd ({SYSTEM_URI}), accelerator {accel}")
         else:
+            foreign = _foreign_processes(ns)
+            if foreign:
+                names = ", ".join(sorted({f"{p.name} ({p.pid})" for p in foreign})[:4])
+                raise Conflict(f"network namespace {ns} is in use by a lab host this folder "
+                               f"({config.home()}) did not start: {names}",
+                               fix="set another CLOUDLAB_NETNS, or the CLOUDLAB_HOME of the lab host that runs there")
             _sweep(quiet=True)        # processes of an earlier host of this folder that nothing knows of
             created = _create_namespace(ns) if ns else False
             sp = state_dir()
@@ -610,6 +630,8 @@ def _down_without_record(quiet):
     sp = state_dir()
     if not (sp / "run").is_dir() and not config.netns():
         return                    # no private daemon ever ran here: nothing of ours to look for
+    if _foreign_processes(config.netns()):
+        return                    # the namespace is another host's: nothing in it is ours to end
     gone = _domains_on_record(sp)
     ended = _sweep(quiet=quiet)
     _remove_files(gone)
