@@ -22,6 +22,7 @@ from .topology import AllInOne, Topology
 # dependency of one service (libvirt, say) never breaks the others.
 SERVICES = {
     "host": "cloudlab.host:LabHost",
+    "nodes": "cloudlab.host.nodes:Nodes",
     "image": "cloudlab.image:ImageService",
     "compute": "cloudlab.compute:Compute",
     "block_storage": "cloudlab.block_storage:BlockStorage",
