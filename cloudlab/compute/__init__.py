@@ -770,7 +770,7 @@ class Compute:
             self.wait_for_server(server, status=VERIFY_RESIZE, timeout=timeout)
         return server
 
-    def live_migrate(self, server, host=None, timeout=DEFAULT_TIMEOUT_S):
+    def live_migrate(self, server, host=None, timeout=DEFAULT_TIMEOUT_S, watch=False):
         """Move a running server to another compute node while it runs (Nova's ``live-migrate``).
 
         The source node's libvirtd connects to the destination's over TCP on the
@@ -785,8 +785,12 @@ class Compute:
         Args:
             host: the destination node's name; None lets the scheduler choose among the others.
             timeout: seconds the migration may take before it is cancelled.
+            watch: meanwhile send the guest an ICMP echo request every 50 ms from the
+                controller over the tenant network, and return what was seen.
         Returns:
-            the server, now on the destination (``server.host``).
+            the server, now on the destination (``server.host``); with ``watch``, a dict:
+            ``source``, ``destination``, ``seconds``, ``answers`` (replies during the
+            migration) and ``downtime_ms`` (the longest gap between two answers).
         Raises:
             InvalidInput: ``host`` is the node the server is on already.
             NotFound: no compute node called ``host``.
@@ -806,9 +810,20 @@ class Compute:
                 raise InvalidInput(f"server {server.name} is on {host} already: a migration needs another node",
                                    fix=f"choose one of {', '.join(h.name for h in self.hosts if h is not source)},"
                                        " or host=None")
+        watcher = None
+        if watch:
+            found = server.addresses.get(server.network or "") or []
+            if not found:
+                raise Conflict(f"server {server.name} has no address to watch",
+                               fix="server.wait_for_address() first, or watch=False")
+            from ..host.probe import Watcher
+            watcher = Watcher(self.lab.nodes.controller, found[0], seconds=timeout + 10)
+            time.sleep(1.0)      # a few answers before it starts
         with server._lock:
             status = server.status
             if status != ACTIVE:
+                if watcher:
+                    watcher.stop()
                 raise Conflict(f"server {server.name} is {status}; only an ACTIVE server is live-migrated",
                                fix="server.start(), or wait for it")
             dest = self._schedule(server.flavor, action=f"live-migrate server {server.name}", host=host,
@@ -837,6 +852,7 @@ class Compute:
             server._task = MIGRATING
             timer = threading.Timer(timeout, _abort_job, (dom,))
             timer.start()
+            began = time.monotonic()
             try:
                 with libvirt_errors(f"live-migrating server {server.name} from {source.name} to {dest.name}"):
                     dom.migrateToURI3(f"qemu+tcp://{dest.address}/system", params, flags)
@@ -849,7 +865,16 @@ class Compute:
             finally:
                 timer.cancel()
                 server._task = None
-        return server
+                ended = time.monotonic()
+                if watcher is not None:
+                    time.sleep(1.0)      # the first answers from the new node
+                    replies = watcher.stop()
+        if watcher is None:
+            return server
+        from ..host.probe import longest_gap_ms
+        return {"source": source.name, "destination": dest.name, "seconds": round(ended - began, 2),
+                "answers": sum(1 for r in replies if began <= r <= ended),
+                "downtime_ms": round(longest_gap_ms(replies, began, ended))}
 
     def _redefine(self, server, flavor, **metadata):
         """Redefine ``server``'s domain with ``flavor``'s vCPUs and memory, and these metadata changes."""

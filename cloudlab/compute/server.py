@@ -278,12 +278,13 @@ class Server:
         """The compute node the server runs on (``lab.nodes[server.host]``; the lab host in all-in-one)."""
         return self._node
 
-    def live_migrate(self, host=None, timeout=60.0):
+    def live_migrate(self, host=None, timeout=60.0, watch=False):
         """Move the running server to another compute node while it runs (Nova's ``live-migrate``).
 
-        See :meth:`cloudlab.compute.Compute.live_migrate`.
+        See :meth:`cloudlab.compute.Compute.live_migrate` (``watch=True`` also says how long
+        the guest did not answer).
         """
-        return self._compute.live_migrate(self, host=host, timeout=timeout)
+        return self._compute.live_migrate(self, host=host, timeout=timeout, watch=watch)
 
     @property
     def addresses(self):

@@ -701,24 +701,31 @@ class Nodes:
         """The (first) storage node."""
         return self.with_role(STORAGE)[0]
 
-    def time(self, timeout=2.0):
-        """Each node's clock against the controller's NTP server: ``{node: {"stratum", "offset_s", "delay_s"}}``.
+    def time(self, timeout=2.0, settle=20.0):
+        """Each node's clock against the controller's NTP server: ``{node: {"stratum", "offset_s", "delay_s", "up"}}``.
 
         The controller's own row is its NTP server (stratum 1); every other node's is the
         NTP server it runs, which syncs from the controller (stratum 2).  Each is asked
         from the lab host's side of the management network with the lab's NTP client.
+        A node whose server has not synced yet (just started) is asked again, for up to
+        ``settle`` seconds; a stopped node's row has ``up: False`` and no figures.
         """
-        from ..ntp.packet import exchange
+        deadline = time.monotonic() + settle
         found = {}
-        for node in self:
-            if node.local:
-                continue
-            if node.stopped:
-                found[node.name] = {"stratum": None, "offset_s": None, "delay_s": None, "up": False}
-                continue
-            sample = _exchange_in(config.netns(), node.address, NTP_PORT, timeout)
-            found[node.name] = {**sample, "up": True}
-        return found
+        pending = [node for node in self if not node.local]
+        while True:
+            for node in pending:
+                if node.stopped:
+                    found[node.name] = {"stratum": None, "offset_s": None, "delay_s": None, "up": False}
+                else:
+                    sample = _exchange_in(config.netns(), node.address, NTP_PORT, timeout)
+                    found[node.name] = {**sample, "up": True}
+            pending = [node for node in pending if found[node.name]["up"] and
+                       found[node.name]["stratum"] not in (1, 2)]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        return {node.name: found[node.name] for node in self if node.name in found}
 
     def stop(self):
         """Remove every node (namespaces, veths, the bridge, daemons, folders)."""

@@ -12,8 +12,16 @@ guide puts them, and say that they are reached on loopback.
 
 from . import Diagram, fixed_node, graphviz_module
 
-API_SERVICES = {"object_store": "object store proxy (Swift / S3)", "image": "image registry (Glance)",
-                "identity": "identity (Keystone)", "api": "OpenStack REST APIs", "ntp": "lab NTP (loopback)"}
+API_SERVICES = {"object_store": "object store proxy (Swift / S3), in the lab's process",
+                "image": "image registry (Glance), in the lab's process",
+                "identity": "identity (Keystone), in the lab's process",
+                "api": "OpenStack REST APIs, in the lab's process", "ntp": "lab NTP servers, in the lab's process"}
+# a program found on a node, as the picture names it (short: the boxes have one size)
+SHORT = {"libvirtd": "libvirtd (hypervisor daemon)", "virtlogd": "virtlogd (console logs)",
+         "dnsmasq": "dnsmasq (DHCP agent)", "qemu-storage-daemon": "qemu-storage-daemon (NBD)",
+         "ntp": "NTP server"}
+API_SHORT = {"object_store": "Swift / S3 proxy", "image": "Glance (images)", "identity": "Keystone",
+             "api": "OpenStack APIs", "ntp": "lab NTP"}
 ROLE_COLOURS = {"controller": "#e3ecf7", "compute": "#e6f2df", "storage": "#f7eedf"}
 
 
@@ -33,7 +41,7 @@ def layout(lab):
     graphviz = graphviz_module()
     nodes = lab.nodes
     topo = lab.topology
-    graph = graphviz.Digraph("architecture", graph_attr={"rankdir": "TB", "fontname": "Helvetica",
+    graph = graphviz.Digraph("architecture", graph_attr={"rankdir": "LR", "fontname": "Helvetica",
                                                          "fontsize": "11", "compound": "true",
                                                          "nodesep": "0.3", "ranksep": "0.6"},
                              edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowhead": "none"})
@@ -54,11 +62,15 @@ def layout(lab):
             fixed_node(box, f"{node.name}_anchor", f"{node.name}\nhost name {node.hostname}",
                        width="2.6", height="0.5")
             lines.append(f"node {node.name} ({roles})" + (" stopped" if not node.is_up else ""))
-            services = node.services() if node.is_up else []
+            programs = []
+            for _, program, _ in (node.processes() if node.is_up else []):
+                if program in SHORT and program not in programs:
+                    programs.append(program)
+            services = [(SHORT[p], p) for p in programs]
             if node.has("controller"):
-                services += [f"{API_SERVICES[name]} (in the lab's process)" for name in api]
-            for i, service in enumerate(services):
-                fixed_node(box, f"{node.name}_svc{i}", service, width="2.6", height="0.5")
+                services += [(f"{API_SHORT[name]}\n(in the lab's process)", API_SERVICES[name]) for name in api]
+            for i, (label, service) in enumerate(services):
+                fixed_node(box, f"{node.name}_svc{i}", label, width="2.6", height="0.5")
                 lines.append(f"  service {service}")
             for server in servers:
                 if server.host == node.hostname or (node.local and server.node is lab.host):
