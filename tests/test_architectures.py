@@ -112,6 +112,16 @@ def test_nodes_are_hosts_of_their_own(lab):
 
 
 @pytest.mark.lab
+def test_a_second_lab_of_the_same_name_is_refused_and_harms_nothing(lab):
+    other = cl.Lab(cl.TwoNode(), name="arch")
+    with pytest.raises(cl.Conflict, match="exists already"):
+        other.nodes  # noqa: B018
+    other.stop()
+    assert all(node.is_up and netns.exists(node.netns) for node in lab.nodes)
+    assert lab.nodes["compute1"].connect().getHostname() == "compute1"
+
+
+@pytest.mark.lab
 def test_services_per_node_are_read_from_processes(lab):
     nodes = lab.nodes
     programs = {n.name: {p for _, p, _ in n.processes()} for n in nodes}
@@ -248,8 +258,9 @@ def test_remote_nodes_are_refused_with_nothing_made():
     lab = cl.Lab(topo, name="remote")
     with pytest.raises(cl.InvalidInput, match="remote"):
         lab.nodes  # noqa: B018
-    assert [n for n in nodes_mod.node_namespaces() if ".remote." in n] == []
-    assert not (nodes_mod.nodes_dir() / "remote.controller").exists()
+    key = lab.prefix.rstrip("-")
+    assert [n for n in nodes_mod.node_namespaces() if f".{key}." in n] == []
+    assert not list(nodes_mod.nodes_dir().glob(f"{key}.*"))
     lab.stop()
 
 

@@ -40,6 +40,7 @@ The all-in-one layout has one node, the lab host itself: no namespace is made an
 lab host's libvirtd and network are used, exactly as before nodes existed.
 """
 
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -157,9 +158,9 @@ class Node:
         self.vcpus = getattr(spec, "vcpus", None) or DEFAULT_NODE_VCPUS
         self.address = str(nodes.mgmt_subnet.network_address + FIRST_NODE + index)
         self.tenant_address = str(nodes.tenant_subnet.network_address + 1) if CONTROLLER in self.roles else None
-        self.netns = f"{namespace_prefix()}{self.lab.name}.{self.name}"
+        self.netns = f"{namespace_prefix()}{nodes.key}.{self.name}"
         self.veth = f"cl{_short(self.netns)}"
-        self.state_path = nodes_dir() / f"{self.lab.name}.{self.name}"
+        self.state_path = nodes_dir() / f"{nodes.key}.{self.name}"
         self.pids = {}
         self.uri = None
         self.stopped = True
@@ -226,11 +227,15 @@ class Node:
         (self.state_path / "node.json").write_text(json.dumps({"n": self._nodes.n, "netns": ns}))
         netns.create(ns)
         host_ns = config.netns()
-        _ip("link", "add", self.veth, "mtu", str(MGMT_MTU), "type", "veth", "peer", "name", "eth0",
-            "mtu", str(MGMT_MTU), "netns", ns, ns=host_ns)
-        _ip("link", "set", self.veth, "master", self._nodes.bridge, "up", ns=host_ns)
-        _ip("addr", "add", f"{self.address}/{self._nodes.mgmt_subnet.prefixlen}", "dev", "eth0", ns=ns)
-        _ip("link", "set", "eth0", "up", ns=ns)
+        try:
+            _ip("link", "add", self.veth, "mtu", str(MGMT_MTU), "type", "veth", "peer", "name", "eth0",
+                "mtu", str(MGMT_MTU), "netns", ns, ns=host_ns)
+            _ip("link", "set", self.veth, "master", self._nodes.bridge, "up", ns=host_ns)
+            _ip("addr", "add", f"{self.address}/{self._nodes.mgmt_subnet.prefixlen}", "dev", "eth0", ns=ns)
+            _ip("link", "set", "eth0", "up", ns=ns)
+        except BaseException:
+            self.destroy()       # nothing half-made: the namespace and its veth go again
+            raise
         self.stopped = False
 
     def build_tenant_port(self, peers):
@@ -535,6 +540,9 @@ class Nodes:
         self.bridge = None
         self.started_s = None
         self.accel = None
+        # names every namespace, folder and bridge of this lab's nodes: the lab's prefix, so that
+        # two labs of one name under different prefixes (the grader's) never meet
+        self.key = lab.prefix.rstrip("-")
 
     @property
     def multi(self):
@@ -565,16 +573,33 @@ class Nodes:
         self.accel = self.lab.host.accel
         self._machine_free = self.lab.host.free_memory_mib
         nodes_dir().mkdir(parents=True, exist_ok=True)
+        # two labs starting at once must not take the same management network: one at a time
+        # from choosing it until its bridge (and so its route) exists
+        lock = open(nodes_dir() / "lock", "a")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            self._start_locked()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+        self.started_s = time.monotonic() - t0
+        return self
+
+    def _start_locked(self):
         self.n = self._choose_n()
         self.mgmt_subnet = ipaddress.ip_network(MGMT_NET.format(n=self.n))
         self.tenant_subnet = ipaddress.ip_network(TENANT_NET.format(n=self.n))
-        self.bridge = f"clm{_short(namespace_prefix(), self.lab.name)}"
+        bridge = f"clm{_short(namespace_prefix(), self.key)}"
+        if _ip("link", "show", bridge, ns=config.netns(), check=False).returncode == 0:
+            raise Conflict(f"the management bridge of a lab called {self.lab.name!r} exists already: that lab runs",
+                           fix="stop it first (lab.stop()), or give this lab another name: cl.Lab(..., name=...)")
         try:
-            self._make_bridge()
+            self._make_bridge(bridge)
+            self.bridge = bridge
             for index, spec in enumerate(self.topology.nodes):
                 node = Node(self, spec, index)
+                node.create()              # registered once it exists: a clash removes nothing of another's
                 self._nodes[spec.name] = node
-                node.create()
             peers = [n for n in self._nodes.values() if n.has(COMPUTE) or n.has(CONTROLLER)]
             for node in peers:
                 node.build_tenant_port([p.address for p in peers if p is not node])
@@ -585,8 +610,6 @@ class Nodes:
         except BaseException:
             self.stop()
             raise
-        self.started_s = time.monotonic() - t0
-        return self
 
     def _choose_n(self):
         used = _used_third_octets(config.netns())
@@ -595,12 +618,16 @@ class Nodes:
                 return n
         raise CloudlabError("no free management network left in 10.214.0.0/16", fix="stop other labs")
 
-    def _make_bridge(self):
+    def _make_bridge(self, bridge):
         host_ns = config.netns()
-        _ip("link", "add", self.bridge, "mtu", str(MGMT_MTU), "type", "bridge", "stp_state", "0", ns=host_ns)
+        _ip("link", "add", bridge, "mtu", str(MGMT_MTU), "type", "bridge", "stp_state", "0", ns=host_ns)
         gateway = self.mgmt_subnet.network_address + 1
-        _ip("addr", "add", f"{gateway}/{self.mgmt_subnet.prefixlen}", "dev", self.bridge, ns=host_ns)
-        _ip("link", "set", self.bridge, "up", ns=host_ns)
+        try:
+            _ip("addr", "add", f"{gateway}/{self.mgmt_subnet.prefixlen}", "dev", bridge, ns=host_ns)
+            _ip("link", "set", bridge, "up", ns=host_ns)
+        except BaseException:
+            _ip("link", "del", bridge, ns=host_ns, check=False)
+            raise
 
     @property
     def mgmt_gateway(self):
@@ -785,7 +812,8 @@ def leftovers(scope):
     folder = scope.state_dir / "nodes"
     if folder.is_dir():
         for item in sorted(folder.iterdir()):
-            yield f"node folder {item}"
+            if item.name != "lock":      # the lock that orders labs' starts is no leftover
+                yield f"node folder {item}"
     out = _ip("-j", "link", "show", "type", "bridge", ns=scope.netns, check=False).stdout
     try:
         for link in json.loads(out or "[]"):
