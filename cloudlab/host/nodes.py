@@ -806,14 +806,26 @@ def node_inodes():
 
 
 def leftovers(scope):
-    """Node namespaces, node folders and management bridges of this lab host still here (``host leftovers``)."""
+    """Node namespaces, node folders and management bridges of this lab host still here (``host leftovers``).
+
+    Only those of labs whose prefix starts with ``scope.prefix`` (one lab's, or every lab's);
+    the bridges, whose names are hashes, only when every lab's are asked for.
+    """
+    def ours(key):
+        return (key + "-").startswith(scope.prefix)
+
+    start = len(namespace_prefix())
     for name in node_namespaces():
-        yield f"node network namespace {name}"
+        if ours(name[start:].rsplit(".", 1)[0]):
+            yield f"node network namespace {name}"
     folder = scope.state_dir / "nodes"
     if folder.is_dir():
         for item in sorted(folder.iterdir()):
-            if item.name != "lock":      # the lock that orders labs' starts is no leftover
+            # the lock that orders labs' starts is no leftover
+            if item.name != "lock" and ours(item.name.rsplit(".", 1)[0]):
                 yield f"node folder {item}"
+    if len(scope.prefix) > len(config.prefix()):
+        return
     out = _ip("-j", "link", "show", "type", "bridge", ns=scope.netns, check=False).stdout
     try:
         for link in json.loads(out or "[]"):
