@@ -11,7 +11,10 @@ nothing of the nodes left once the lab stops.
 """
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 
 import pytest
@@ -271,3 +274,30 @@ def test_all_in_one_is_the_lab_host():
     with pytest.raises(cl.NotFound, match="compute1"):
         nodes["compute1"]  # noqa: B018
     assert subprocess.run(["true"]).returncode == 0
+
+
+@pytest.mark.lab
+def test_host_down_removes_the_nodes_of_a_lab_that_never_stopped():
+    """A kernel that died with a three-node lab running: `host down` ends and removes all of its nodes."""
+    if not config.netns() or os.geteuid():
+        pytest.skip("needs the lab's network namespace and root")
+    home = tempfile.mkdtemp(prefix="cl-", dir="/tmp")       # short: the nodes' libvirt sockets live under it
+    env = {**os.environ, "CLOUDLAB_NETNS": f"{config.netns()}-crash", "CLOUDLAB_HOME": home}
+    cli = [sys.executable, "-m", "cloudlab", "host"]
+    assert subprocess.run(cli + ["up"], env=env, capture_output=True).returncode == 0
+    try:
+        crashed = subprocess.run([sys.executable, "-c",
+                                  "import os, cloudlab as cl\n"
+                                  "lab = cl.Lab(cl.ThreeNode(), name='crash')\n"
+                                  "print(len(list(lab.nodes)), flush=True)\n"
+                                  "os._exit(0)   # no lab.stop(): the nodes stay behind\n"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert crashed.stdout.strip() == "3", crashed.stderr
+        left = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True).stdout
+        assert "node network namespace" in left and "management bridge" in left
+    finally:
+        subprocess.run(cli + ["down"], env=env, capture_output=True)
+    result = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    assert not [n for n in os.listdir(netns.NETNS_DIR) if n.startswith(f"{config.netns()}-crash")]
+    shutil.rmtree(home, ignore_errors=True)

@@ -258,6 +258,11 @@ class Node:
     def start_libvirt(self):
         """Start the node's own virtlogd and libvirtd (listening on its address for migrations)."""
         from . import _start_private_daemons, state_dir
+        socket_path = self.state_path / "run" / "libvirt-sock"
+        if len(str(socket_path)) > 107:        # a unix socket's path has at most 108 bytes
+            raise InvalidInput(f"the libvirt socket of node {self.name} would be {socket_path}, longer than a "
+                               "unix socket's path may be (108 bytes)",
+                               fix="set CLOUDLAB_HOME to a shorter folder, or give the lab a shorter name")
         self.uri, pids = _start_private_daemons(self.state_path, self.accel, self.netns, hostname=self.name,
                                                 owner=state_dir(), listen=self.address, fresh=not self.pids)
         self.pids.update(pids)
