@@ -301,3 +301,20 @@ def test_host_down_removes_the_nodes_of_a_lab_that_never_stopped():
     assert result.returncode == 0, result.stdout
     assert not [n for n in os.listdir(netns.NETNS_DIR) if n.startswith(f"{config.netns()}-crash")]
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.lab
+def test_the_diagram_is_drawn_from_the_live_layout(lab, servers):
+    picture = lab.diagram(save=False)
+    assert picture.name == "architecture-three-node"
+    text = str(picture)
+    for line in ("node controller (controller)", "node compute1 (compute)", "node block1 (storage)",
+                 "service libvirtd (the hypervisor's daemon; nova-compute drives it)",
+                 "service dnsmasq (DHCP: Neutron's DHCP agent)", "compute2 -- tenant (VXLAN)", "block1 -- management"):
+        assert line in text, text
+    for server in servers:
+        # each server is drawn inside the node that runs it
+        block = text.split(f"node {server.host} ")[1].split("\n  node ")[0]
+        assert f"server {server.name} (" in block
+    assert "block1 -- tenant" not in text        # the storage node is not on the tenant network
+    assert picture.svg().startswith("<?xml")

@@ -11,6 +11,7 @@ guide puts them, and say that they are reached on loopback.
 """
 
 from . import Diagram, fixed_node, graphviz_module
+from ...host.nodes import SERVICE_OF
 
 API_SERVICES = {"object_store": "object store proxy (Swift / S3), in the lab's process",
                 "image": "image registry (Glance), in the lab's process",
@@ -66,7 +67,7 @@ def layout(lab):
             for _, program, _ in (node.processes() if node.is_up else []):
                 if program in SHORT and program not in programs:
                     programs.append(program)
-            services = [(SHORT[p], p) for p in programs]
+            services = [(SHORT[p], SERVICE_OF[p]) for p in programs]
             if node.has("controller"):
                 services += [(f"{API_SHORT[name]}\n(in the lab's process)", API_SERVICES[name]) for name in api]
             for i, (label, service) in enumerate(services):
