@@ -5,6 +5,8 @@
         server = lab.compute.create_server("web1", image="cirros-like", flavor="m1.tiny")
         lab.object_store.url
 
+``lab.nodes`` makes the topology's nodes real (each node of a multi-node layout a host
+of its own, see :mod:`cloudlab.host.nodes`); ``lab.diagram()`` draws the layout.
 Services are named as OpenStack names them (``compute``, ``image``, ``containers``,
 ``block_storage``, ``object_store``, ``shared_file_system``, ``database``, ``ntp``) and start on
 first use, so a lab that only teaches object storage never needs a hypervisor.
@@ -22,6 +24,7 @@ from .topology import AllInOne, Topology
 # dependency of one service (libvirt, say) never breaks the others.
 SERVICES = {
     "host": "cloudlab.host:LabHost",
+    "nodes": "cloudlab.host.nodes:Nodes",
     "image": "cloudlab.image:ImageService",
     "compute": "cloudlab.compute:Compute",
     "block_storage": "cloudlab.block_storage:BlockStorage",
@@ -111,6 +114,20 @@ class Lab:
         if attribute in SERVICES:
             return self.service(attribute)
         raise AttributeError(attribute)
+
+    def diagram(self, save=True):
+        """The layout drawn from the live lab: nodes, services per node, networks, servers, volumes.
+
+        Args:
+            save: also write it to ``diagrams/architecture-<layout>.svg`` (one file per layout).
+        Returns:
+            a :class:`~cloudlab.teaching.diagrams.Diagram` (shown inline in a notebook).
+        """
+        from .teaching.diagrams import architecture
+        picture = architecture.layout(self)
+        if save:
+            picture.save()
+        return picture
 
     def start(self):
         """Start the lab; services start on first use, so this only marks it started."""

@@ -7,8 +7,17 @@ OpenStack install guide's architectures that the source note lists:
 * all-in-one: one node runs every service (controller, compute, storage);
 * two-node: a controller (API services, NTP server, object store) and a compute node;
 * three-node: controller, compute and a storage node (block and object storage).
+
+As the install guide says, more compute nodes can be added: ``cl.TwoNode(compute_nodes=2)``
+or ``cl.ThreeNode(compute_nodes=2)`` have ``compute1`` and ``compute2``, between which
+servers are scheduled and live-migrated.  A layout can also be built node by node::
+
+    topo = cl.Topology("mine")
+    topo.add_node("controller", "controller", "storage")
+    topo.add_node("compute1", "compute", ram_mib=1024, vcpus=2)
 """
 
+import re
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput
@@ -17,6 +26,7 @@ CONTROLLER = "controller"
 COMPUTE = "compute"
 STORAGE = "storage"
 ROLES = (CONTROLLER, COMPUTE, STORAGE)
+NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,9 @@ class Node:
 
     name: str
     roles: tuple
+    ram_mib: int = None     # what a compute node offers its guests (None: the lab's default)
+    vcpus: int = None
+    uri: str = None         # a remote machine's libvirt URI (not supported yet)
 
     def has(self, role):
         """True when this node plays ``role``."""
@@ -45,15 +58,32 @@ class Topology:
     def build(self):
         """Add this layout's nodes; the base class adds none."""
 
-    def add_node(self, name, *roles):
-        """Add a node playing ``roles``; returns it."""
+    def add_node(self, name, *roles, ram_mib=None, vcpus=None, uri=None):
+        """Add a node playing ``roles``; returns it.
+
+        Args:
+            name: the node's name, also its host name (letters, digits and dashes, up to 20).
+            roles: some of ``controller``, ``compute``, ``storage``.
+            ram_mib, vcpus: what a compute node offers its guests (the scheduler's totals).
+            uri: a remote machine's libvirt URI; not supported yet (the lab refuses it when started).
+        Raises:
+            InvalidInput: a bad name or role, no role, a name already used, a bad size.
+        """
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            raise InvalidInput(f"node name {name!r} is not usable",
+                               fix="use up to 20 letters, digits and dashes, starting with a letter")
+        if not roles:
+            raise InvalidInput(f"node {name!r} has no role", fix=f"give it some of {', '.join(ROLES)}")
+        for value, what in ((ram_mib, "ram_mib"), (vcpus, "vcpus")):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise InvalidInput(f"{what}={value!r} of node {name!r} is not a whole number >= 1")
         for role in roles:
             if role not in ROLES:
                 raise InvalidInput(f"unknown role {role!r} for node {name!r}",
                                    fix=f"use one of {', '.join(ROLES)}")
         if any(node.name == name for node in self.nodes):
             raise InvalidInput(f"node {name!r} is already in the {self.name} layout")
-        node = Node(name, tuple(roles))
+        node = Node(name, tuple(roles), ram_mib=ram_mib, vcpus=vcpus, uri=uri)
         self.nodes.append(node)
         return node
 
@@ -90,26 +120,36 @@ class AllInOne(Topology):
         self.add_node("controller", CONTROLLER, COMPUTE, STORAGE)
 
 
-class TwoNode(Topology):
-    """A controller (with storage) and a separate compute node."""
+def _compute_count(value):
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4:
+        raise InvalidInput(f"compute_nodes={value!r} is not usable", fix="give 1 to 4 compute nodes")
+    return value
 
-    def __init__(self):
+
+class TwoNode(Topology):
+    """A controller (with storage) and a separate compute node (or ``compute_nodes`` of them)."""
+
+    def __init__(self, compute_nodes=1):
+        self.compute_nodes = _compute_count(compute_nodes)
         super().__init__(name="two-node")
 
     def build(self):
-        """Controller plus storage on one node, compute on the other."""
+        """Controller plus storage on one node, compute on the other(s)."""
         self.add_node("controller", CONTROLLER, STORAGE)
-        self.add_node("compute1", COMPUTE)
+        for i in range(1, self.compute_nodes + 1):
+            self.add_node(f"compute{i}", COMPUTE)
 
 
 class ThreeNode(Topology):
-    """Controller, compute and storage each on its own node."""
+    """Controller, compute and storage each on its own node (``compute_nodes`` compute nodes)."""
 
-    def __init__(self):
+    def __init__(self, compute_nodes=1):
+        self.compute_nodes = _compute_count(compute_nodes)
         super().__init__(name="three-node")
 
     def build(self):
         """One node per role."""
         self.add_node("controller", CONTROLLER)
-        self.add_node("compute1", COMPUTE)
+        for i in range(1, self.compute_nodes + 1):
+            self.add_node(f"compute{i}", COMPUTE)
         self.add_node("block1", STORAGE)

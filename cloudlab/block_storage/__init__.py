@@ -70,11 +70,15 @@ class BlockStorage:
 
     Args:
         lab: the :class:`~cloudlab.lab.Lab`; its prefix names every file.
-        default_type: the volume type (backend) of volumes created without one: ``file`` or ``nbd``.
+        default_type: the volume type (backend) of volumes created without one: ``file`` or ``nbd``;
+            None: ``file`` on the all-in-one layout, ``nbd`` (served by the storage node) on the others.
     """
 
-    def __init__(self, lab, default_type="file"):
+    def __init__(self, lab, default_type=None):
         self.lab = lab
+        if default_type is None:
+            multi = lab is not None and len(lab.topology.nodes) > 1
+            default_type = "nbd" if multi else "file"
         self.default_type = default_type
         self._backends = {}         # volume type -> started Backend
         self._lock = threading.RLock()

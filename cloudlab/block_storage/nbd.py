@@ -119,13 +119,19 @@ class NbdBackend(FileBackend):
         """
         if self._proc is not None and self._proc.poll() is None:
             return
-        host = self.lab.host
-        self.address = host.gateway
         from ..host import netns
+        if len(self.lab.topology.nodes) > 1:
+            # a multi-node layout: the storage node serves the volumes on its management address,
+            # and the compute nodes' QEMU reach it across the management network
+            node = self.lab.nodes.storage
+            self.address, ns = node.address, node.netns
+        else:
+            host = self.lab.host
+            self.address, ns = host.gateway, host.netns
         log = self.folder / f"{self.prefix}nbd.log"
         for port in range(self.first_port, self.first_port + 10):
             self.monitor_path.unlink(missing_ok=True)
-            args = netns.enter_args(host.netns) + [
+            args = netns.enter_args(ns) + [
                 "qemu-storage-daemon",
                 "--chardev", f"socket,path={self.monitor_path},server=on,wait=off,id=monitor",
                 "--monitor", "chardev=monitor",

@@ -41,13 +41,15 @@ from ..image.agent import check_socket_path
 from ..errors import (CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, NoValidHost,
                       QuotaExceeded, ResourceTimeout)
 from .flavor import DEFAULT_FLAVORS, NAME_RE, Flavor
-from .server import (ACTIVE, BUILD, DELETED, ERROR, POLL_S, PRE_RESIZE_SUFFIX, RESIZE, REVERT_RESIZE, SHUTOFF,
-                     STATE_POLL_S, STATUSES, VERIFY_RESIZE, Server, convert_libvirt_error, flavor_text, libvirt_errors,
+from . import scheduler
+from .server import (ACTIVE, BUILD, DELETED, ERROR, MIGRATING, POLL_S, PRE_RESIZE_SUFFIX, RESIZE, REVERT_RESIZE, SHUTOFF,
+                     STATE_POLL_S, STATUSES, UNKNOWN, VERIFY_RESIZE, Server, convert_libvirt_error, flavor_text, libvirt_errors,
                      metadata_of, run_tool)
 
 DEFAULT_TIMEOUT_S = 60.0
 ACCELERATORS = ("kvm", "tcg")
 SERVER_SUFFIXES = (".qcow2", ".log", ".sock")
+MIGRATED_SOCKET_SUFFIX = ".migrated.sock"   # the agent's socket after a live migration (see live_migrate)
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
 QUOTA_KEYS = ("instances", "cores", "ram_mib")
 
@@ -129,15 +131,76 @@ class Compute:
         self._lock = threading.RLock()
         self._hostname = None
         self._quota = dict.fromkeys(QUOTA_KEYS)     # None: no limit (Nova's -1)
+        self._creating_on = {}   # name -> the host chosen for it while it is being created
+        self.weigher = scheduler.SPREAD
 
     # -- wiring ---------------------------------------------------------------------------
 
     @property
     def host(self):
-        """The lab host this service runs servers on."""
+        """The (first) host this service runs servers on: the lab host, or the first compute node."""
+        return self.hosts[0]
+
+    @property
+    def multi_node(self):
+        """True when the lab's layout has compute nodes of their own (``lab.nodes``), not the lab host."""
+        return self._host is None and self.lab is not None and len(self.lab.topology.nodes) > 1
+
+    @property
+    def hosts(self):
+        """The compute hosts servers are placed on: the lab host (all-in-one) or every compute node."""
+        if self.multi_node:
+            return self.lab.nodes.compute_nodes
         if self._host is None:
             self._host = self.lab.host
-        return self._host
+        return [self._host]
+
+    def _up_hosts(self):
+        return [h for h in self.hosts if not getattr(h, "stopped", False)]
+
+    def find_host(self, name):
+        """The compute host called ``name`` (a node's name, or the lab host's host name).
+
+        Raises:
+            NotFound: no compute host of that name; the message lists them.
+        """
+        arguments.text(name, "host", accepts="a compute node's name, e.g. 'compute1'")
+        for host in self.hosts:
+            if name in (getattr(host, "name", None), self._hostname_of(host)):
+                return host
+        raise NotFound(f"there is no compute host called {name!r}",
+                       fix=f"use one of: {', '.join(self._hostname_of(h) for h in self.hosts)}")
+
+    def _hostname_of(self, host):
+        if host is self.hosts[0] and not self.multi_node:
+            return self.hostname
+        return host.hostname
+
+    def set_weigher(self, weigher):
+        """How the scheduler orders the hosts that fit: ``spread`` (most free memory first, Nova's default) or ``pack``.
+
+        Raises:
+            InvalidInput: another name.
+        """
+        arguments.one_of(weigher, "weigher", scheduler.WEIGHERS)
+        self.weigher = weigher
+        return weigher
+
+    def hypervisors(self):
+        """Each compute host and what it has: ``[{"host", "state", "servers", "ram_mib", "free_ram_mib",
+        "vcpus", "used_vcpus"}, ...]`` (as ``openstack hypervisor list --long`` shows them)."""
+        rows = []
+        servers = self.list_servers()
+        for host in self.hosts:
+            name = self._hostname_of(host)
+            up = not getattr(host, "stopped", False)
+            mine = [s.name for s in servers if s._node is host]
+            rows.append({"host": name, "state": "up" if up else "down", "servers": mine,
+                         "ram_mib": getattr(host, "ram_mib", None),
+                         "free_ram_mib": host.free_memory_mib() if up else None,
+                         "vcpus": getattr(host, "vcpus", None),
+                         "used_vcpus": host.used_vcpus() if up and hasattr(host, "used_vcpus") else None})
+        return rows
 
     @property
     def images(self):
@@ -301,15 +364,25 @@ class Compute:
                     fix="delete a server you no longer need, or raise the quota: "
                         f"compute.set_quota({key}=...)")
 
-    def _schedule(self, flavor, needed_mib=None, action="create"):
-        """The scheduler's RAM filter: raise NoValidHost when the host cannot give the memory.
+    def _schedule(self, flavor, needed_mib=None, action="create", host=None, on=None, exclude=None):
+        """The scheduler: the host that gets the server, or NoValidHost when none can take it.
 
         Args:
             flavor: the flavor asked for.
             needed_mib: MiB the host must still give (default: the flavor's memory).
             action: what is being placed, for the message.
+            host: the one host asked for (a name), or None for any.
+            on: the host the server is on already (a start or resize is placed there).
+            exclude: a host not to choose (a live migration's source).
+        Returns:
+            the chosen host.
+        Raises:
+            NotFound: ``host`` names no compute host.
+            NoValidHost: no host fits (the message says why each was refused).
         """
         needed = flavor.ram_mib if needed_mib is None else needed_mib
+        if self.multi_node:
+            return self._schedule_nodes(flavor, needed, action, host, on, exclude)
         with self._lock:
             reserved = sum(self._creating.values())
             free = self.host.free_memory_mib() - reserved
@@ -320,10 +393,39 @@ class Compute:
                 f"and host {self.hostname} has {max(free, 0)} MiB free)",
                 fix=(f"choose a smaller flavor ({', '.join(smaller)}) or " if smaller else "") +
                     "delete servers you no longer need")
+        return self.host
 
-    def _check_memory(self, flavor):
-        """Raise NoValidHost when the host cannot give ``flavor.ram_mib`` more MiB (starting a server)."""
-        self._schedule(flavor, action="start")
+    def _schedule_nodes(self, flavor, needed, action, wanted, on, exclude=None):
+        """Filter and weigh the compute nodes (:mod:`cloudlab.compute.scheduler`)."""
+        if wanted is not None:
+            wanted_host = self.find_host(wanted)
+            if getattr(wanted_host, "stopped", False):
+                raise Conflict(f"compute node {wanted} is stopped: no server can be placed on it",
+                               fix=f"lab.nodes[{wanted!r}].start(), or leave host= out")
+        candidates = []
+        hosts = [on] if on is not None else [h for h in self.hosts if h is not exclude]
+        with self._lock:
+            for host in hosts:
+                up = not getattr(host, "stopped", False)
+                reserved = [n for n, h in self._creating_on.items() if h is host]
+                ram = sum(self._creating.get(n, 0) for n in reserved)
+                cpus = sum(self._creating_flavors[n].vcpus for n in reserved if n in self._creating_flavors)
+                free_ram = host.free_memory_mib() - ram if up else 0
+                free_vcpus = host.vcpus - host.used_vcpus() - cpus if up else 0
+                candidates.append(scheduler.Candidate(host, host.hostname, up, free_ram, free_vcpus))
+        chosen, refused = scheduler.select(candidates, needed, flavor.vcpus, self.weigher,
+                                           wanted=wanted if on is None else None)
+        if chosen is None:
+            reasons = "; ".join(f"{name}: {why}" for name, why in refused.items())
+            smaller = [f.name for f in self.list_flavors() if f.ram_mib < flavor.ram_mib]
+            raise NoValidHost(f"{NO_VALID_HOST} (to {action} with flavor {flavor.name}: {reasons})",
+                              fix=(f"choose a smaller flavor ({', '.join(smaller)}), " if smaller else "") +
+                                  "delete servers you no longer need, or start a stopped node")
+        return chosen.host
+
+    def _check_memory(self, flavor, on=None):
+        """Raise NoValidHost when the server's host cannot give ``flavor.ram_mib`` more MiB (starting a server)."""
+        self._schedule(flavor, action="start", on=on if self.multi_node else None)
 
     def _resolve_network(self, network):
         if network is False:
@@ -331,13 +433,14 @@ class Compute:
         if network is None:
             return self.host.network
         arguments.text(network, "network", accepts="a network name, None (the lab's) or False (no NIC)")
+        conn = self._up_hosts()[0].connect() if self.multi_node and self._up_hosts() else self.conn
         try:
-            self.conn.networkLookupByName(network)
+            conn.networkLookupByName(network)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
                 raise convert_libvirt_error(exc, f"looking up network {network!r}") from None
             with libvirt_errors("listing networks"):
-                names = [n.name() for n in self.conn.listAllNetworks()]
+                names = [n.name() for n in conn.listAllNetworks()]
             raise NotFound(f"no network named {network!r}",
                            fix=f"use one of: {', '.join(names) or '(none defined)'}") from None
         return network
@@ -364,7 +467,8 @@ class Compute:
         return "kvm" if accel == "kvm" else "qemu"
 
     def create_server(self, name, image="busybox", flavor="m1.tiny", network=None, profile="virtio",
-                      wait=True, timeout=DEFAULT_TIMEOUT_S, kernel_args="", accel=None, properties=None):
+                      wait=True, timeout=DEFAULT_TIMEOUT_S, kernel_args="", accel=None, properties=None,
+                      host=None):
         """Create and boot a server; with ``wait``, return once it is ACTIVE.
 
         Args:
@@ -382,11 +486,13 @@ class Compute:
             properties: extra ``{str: str}`` kept with the server in its domain's metadata and
                 read back as ``server.properties`` (the OpenStack API keeps each server's
                 project and user there).
+            host: the compute node to put it on (Nova's ``--host``); None lets the scheduler
+                choose (``compute.set_weigher``: spread or pack).
         Raises:
             InvalidInput: a bad name, profile or accelerator, or a flavor too small for the image.
             MissingPrerequisite: ``accel="kvm"`` on a host without working KVM (says why).
-            NotFound: unknown image, flavor or network (the message lists the valid ones).
-            Conflict: a server with that name exists.
+            NotFound: unknown image, flavor, network or host (the message lists the valid ones).
+            Conflict: a server with that name exists, or ``host`` names a stopped node.
             QuotaExceeded: the lab's quota has no room for another server of this flavor
                 (nothing is created).
             NoValidHost: no host has the flavor's memory free; as in Nova, the server is
@@ -399,6 +505,8 @@ class Compute:
                                fix="use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
         wait, timeout = arguments.flag(wait, "wait"), arguments.seconds(timeout)
         arguments.text(kernel_args, "kernel_args", accepts="a string of kernel arguments, e.g. 'quiet'")
+        if host is not None:
+            self.find_host(host)
         flavor = self.get_flavor(flavor)
         image = self.images.get_image(image)
         profile = domain_xml.get_profile(profile)
@@ -423,12 +531,15 @@ class Compute:
                                fix="choose another name, or delete the existing server first")
             self._check_quota(1, flavor.vcpus, flavor.ram_mib)
             try:
-                self._schedule(flavor)
+                node = self._schedule(flavor, host=host)
                 fault = None
             except NoValidHost as exc:
                 fault = exc
+                # as in Nova, the server exists in ERROR; its record has to live on some host
+                node = (self._up_hosts() or self.hosts)[0]
             self._creating[name] = flavor.ram_mib if fault is None else 0
             self._creating_flavors[name] = flavor
+            self._creating_on[name] = node
         dom = None
         try:
             if fault is None:
@@ -447,6 +558,7 @@ class Compute:
             cmdline = f"{image.cmdline} cloudlab.hostname={name} {kernel_args}".strip()
             # the lab's time server, when it serves guests: every node syncs from the controller
             guest_ntp = getattr(self.lab._services.get("ntp"), "guest_ntp", None) if self.lab else None
+            guest_ntp = guest_ntp or getattr(node, "guest_ntp", None)     # a node's: the controller's
             if guest_ntp and "cloudlab.ntp=" not in cmdline:
                 cmdline += f" cloudlab.ntp={guest_ntp}"
             xml = domain_xml.server_domain(
@@ -455,15 +567,15 @@ class Compute:
                 disk=disk, disk_format="qcow2", console_log=console, agent_socket=socket_path,
                 network=network, metadata={k: str(v) for k, v in meta.items()}).to_xml()
             with libvirt_errors(f"defining server {name}"):
-                dom = self.conn.defineXML(xml)
-            server = Server(self, name, dom, meta)
+                dom = node.connect().defineXML(xml)
+            server = Server(self, name, dom, meta, node=node)
             if fault is None:
                 server._begin_boot(BUILD, fresh_log=True)
                 with libvirt_errors(f"starting server {name}"):
                     dom.create()
         except BaseException:
             try:
-                self._remove(dom, domain_name)
+                self._remove(dom, domain_name, node)
             except CloudlabError:
                 pass    # the first error is the one to report; clean-up removes leftovers
             raise
@@ -471,6 +583,7 @@ class Compute:
             with self._lock:
                 self._creating.pop(name, None)
                 self._creating_flavors.pop(name, None)
+                self._creating_on.pop(name, None)
         with self._lock:
             self._servers[name] = server
         if fault is not None:
@@ -488,15 +601,16 @@ class Compute:
         """True when a server (domain) called ``name`` exists."""
         if name in self._servers and not self._servers[name]._deleted:
             return True
-        try:
-            self.conn.lookupByName(self.prefix + name)
-            return True
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return False
-            raise convert_libvirt_error(exc, f"looking up server {name}") from None
+        for host in self._up_hosts():
+            try:
+                host.connect().lookupByName(self.prefix + name)
+                return True
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise convert_libvirt_error(exc, f"looking up server {name}") from None
+        return False
 
-    def _adopt(self, dom):
+    def _adopt(self, dom, node=None):
         """The Server for a domain of this lab, or None when the domain is not one of ours."""
         meta = metadata_of(dom)
         if meta.get("lab") != self.lab.name or not dom.name().startswith(self.prefix):
@@ -505,15 +619,27 @@ class Compute:
         with self._lock:
             server = self._servers.get(name)
             if server is None or server._deleted or server.id != dom.UUIDString():
-                server = self._servers[name] = Server(self, name, dom, meta)
+                server = self._servers[name] = Server(self, name, dom, meta, node=node)
+            elif node is not None and server._node is not node and dom.isActive():
+                server._node, server._dom = node, dom      # it moved (a live migration elsewhere)
             return server
 
     def list_servers(self):
-        """This lab's servers, by name."""
+        """This lab's servers, by name (those of a stopped node too: their status is UNKNOWN)."""
+        servers = {}
         with libvirt_errors("listing servers"):
-            doms = [d for d in self.conn.listAllDomains() if d.name().startswith(self.prefix)]
-            servers = [s for s in (self._adopt(d) for d in doms) if s is not None]
-        return sorted(servers, key=lambda s: s.name)
+            for host in self._up_hosts():
+                doms = [d for d in host.connect().listAllDomains() if d.name().startswith(self.prefix)]
+                # a migrated server's domain may be defined on both ends for a moment: the running one wins
+                for dom in sorted(doms, key=lambda d: d.isActive()):
+                    server = self._adopt(dom, host)
+                    if server is not None:
+                        servers[server.name] = server
+        with self._lock:
+            for name, server in self._servers.items():
+                if name not in servers and not server._deleted and getattr(server._node, "stopped", False):
+                    servers[name] = server
+        return sorted(servers.values(), key=lambda s: s.name)
 
     def get_server(self, name):
         """The server called ``name``.
@@ -528,13 +654,15 @@ class Compute:
             server = self._servers.get(name)
         if server is not None and not server._deleted:
             return server
-        try:
-            dom = self.conn.lookupByName(self.prefix + str(name))
-            server = self._adopt(dom)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise convert_libvirt_error(exc, f"looking up server {name}") from None
-            server = None
+        server = None
+        for host in self._up_hosts():
+            try:
+                dom = host.connect().lookupByName(self.prefix + str(name))
+                server = self._adopt(dom, host)
+                break
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise convert_libvirt_error(exc, f"looking up server {name}") from None
         if server is None:
             names = [s.name for s in self.list_servers()]
             raise NotFound(f"no server named {name!r}",
@@ -613,7 +741,8 @@ class Compute:
             self._check_quota(0, new.vcpus - old.vcpus, new.ram_mib - old.ram_mib)
             needed = new.ram_mib - old.ram_mib if was_running else new.ram_mib
             if needed > 0:
-                self._schedule(new, needed_mib=needed, action=f"resize server {server.name}")
+                self._schedule(new, needed_mib=needed, action=f"resize server {server.name}",
+                               on=server._node if self.multi_node else None)
             server._power_off()
             server._task = RESIZE
             backup = server.pre_resize_disk
@@ -641,6 +770,112 @@ class Compute:
             self.wait_for_server(server, status=VERIFY_RESIZE, timeout=timeout)
         return server
 
+    def live_migrate(self, server, host=None, timeout=DEFAULT_TIMEOUT_S, watch=False):
+        """Move a running server to another compute node while it runs (Nova's ``live-migrate``).
+
+        The source node's libvirtd connects to the destination's over TCP on the
+        management network (peer to peer, ``qemu+tcp://ADDR/system``), a QEMU is started
+        there waiting for the guest, and the guest's memory is copied across while it
+        keeps running; pages it writes meanwhile are copied again, until what is left is
+        small enough to send during a short pause (the *downtime*).  The disk is not
+        copied: every node sees the same disk file, as on shared storage; libvirt cannot
+        tell that a local filesystem is shared, hence ``VIR_MIGRATE_UNSAFE``.  The
+        console log goes on in the same file (the destination appends to it).
+
+        Args:
+            host: the destination node's name; None lets the scheduler choose among the others.
+            timeout: seconds the migration may take before it is cancelled.
+            watch: meanwhile send the guest an ICMP echo request every 50 ms from the
+                controller over the tenant network, and return what was seen.
+        Returns:
+            the server, now on the destination (``server.host``); with ``watch``, a dict:
+            ``source``, ``destination``, ``seconds``, ``answers`` (replies during the
+            migration) and ``downtime_ms`` (the longest gap between two answers).
+        Raises:
+            InvalidInput: ``host`` is the node the server is on already.
+            NotFound: no compute node called ``host``.
+            Conflict: the layout has one compute node, the server is not ACTIVE, or ``host``
+                is stopped.
+            NoValidHost: no other node has the memory and vCPUs free.
+        """
+        timeout = arguments.seconds(timeout)
+        server = self.get_server(server)
+        if not self.multi_node or len(self.hosts) < 2:
+            raise Conflict(f"server {server.name} has nowhere to go: the {self.lab.topology.name} layout has "
+                           f"{len(self.hosts)} compute host", fix="cl.Lab(cl.ThreeNode(compute_nodes=2))")
+        source = server._node
+        if host is not None:
+            target = self.find_host(host)
+            if target is source:
+                raise InvalidInput(f"server {server.name} is on {host} already: a migration needs another node",
+                                   fix=f"choose one of {', '.join(h.name for h in self.hosts if h is not source)},"
+                                       " or host=None")
+        watcher = None
+        if watch:
+            found = server.addresses.get(server.network or "") or []
+            if not found:
+                raise Conflict(f"server {server.name} has no address to watch",
+                               fix="server.wait_for_address() first, or watch=False")
+            from ..host.probe import Watcher
+            watcher = Watcher(self.lab.nodes.controller, found[0], seconds=timeout + 10)
+            time.sleep(1.0)      # a few answers before it starts
+        with server._lock:
+            status = server.status
+            if status != ACTIVE:
+                if watcher:
+                    watcher.stop()
+                raise Conflict(f"server {server.name} is {status}; only an ACTIVE server is live-migrated",
+                               fix="server.start(), or wait for it")
+            dest = self._schedule(server.flavor, action=f"live-migrate server {server.name}", host=host,
+                                  exclude=source)
+            dom = server._dom
+            with libvirt_errors(f"reading server {server.name} for its migration"):
+                live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+                persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_INACTIVE)
+            # the agent's socket moves to another name: the source QEMU removes its own when it
+            # ends, which would take the destination's with it if both had one path
+            old_socket = str(server.agent_socket)
+            new_socket = (old_socket[:-len(MIGRATED_SOCKET_SUFFIX)] + ".sock"
+                          if old_socket.endswith(MIGRATED_SOCKET_SUFFIX)
+                          else old_socket[:-len(".sock")] + MIGRATED_SOCKET_SUFFIX)
+            params = {
+                libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{dest.address}",
+                # the running guest's console log continues; a later boot starts a fresh one
+                libvirt.VIR_MIGRATE_PARAM_DEST_XML: live.replace("append='off'", "append='on'").replace(
+                    old_socket, new_socket),
+                libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persistent.replace(old_socket, new_socket),
+            }
+            flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
+                     | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_UNSAFE)
+            if server._agent is not None:
+                server._agent.close()
+            server._task = MIGRATING
+            timer = threading.Timer(timeout, _abort_job, (dom,))
+            timer.start()
+            began = time.monotonic()
+            try:
+                with libvirt_errors(f"live-migrating server {server.name} from {source.name} to {dest.name}"):
+                    dom.migrateToURI3(f"qemu+tcp://{dest.address}/system", params, flags)
+                with libvirt_errors(f"finding server {server.name} on {dest.name}"):
+                    new = dest.connect().lookupByUUIDString(server.id)
+                server._node, server._dom = dest, new
+                server.agent_socket = Path(new_socket)
+                server._agent = None        # the next command connects to the new socket
+                Path(old_socket).unlink(missing_ok=True)
+            finally:
+                timer.cancel()
+                server._task = None
+                ended = time.monotonic()
+                if watcher is not None:
+                    time.sleep(1.0)      # the first answers from the new node
+                    replies = watcher.stop()
+        if watcher is None:
+            return server
+        from ..host.probe import longest_gap_ms
+        return {"source": source.name, "destination": dest.name, "seconds": round(ended - began, 2),
+                "answers": sum(1 for r in replies if began <= r <= ended),
+                "downtime_ms": round(longest_gap_ms(replies, began, ended))}
+
     def _redefine(self, server, flavor, **metadata):
         """Redefine ``server``'s domain with ``flavor``'s vCPUs and memory, and these metadata changes."""
         with libvirt_errors(f"redefining server {server.name}"):
@@ -648,7 +883,7 @@ class Compute:
             changed = domain_xml.resized_xml(xml, flavor.vcpus, flavor.ram_mib, metadata={
                 "flavor": flavor.name, "vcpus": flavor.vcpus, "ram_mib": flavor.ram_mib,
                 "disk_gib": flavor.disk_gib, **metadata})
-            server._dom = self.conn.defineXML(changed)
+            server._dom = server._node.connect().defineXML(changed)
 
     def _pending_resize(self, server, action):
         server = self.get_server(server)
@@ -712,7 +947,16 @@ class Compute:
             NotFound: no such server.
         """
         server = self.get_server(server)
-        release = getattr(self.host, "release_leases", None)
+        release = getattr(server._node, "release_leases", None)
+        if getattr(server._node, "stopped", False):
+            # its node is down: the domain went with the node's daemons; its files still go
+            with server._lock:
+                self._remove(None, server.domain_name, server._node)
+                server._deleted = True
+            with self._lock:
+                if self._servers.get(server.name) is server:
+                    del self._servers[server.name]
+            return
         with server._lock:
             try:
                 macs = server.mac_addresses if release and server.network else []
@@ -724,7 +968,7 @@ class Compute:
                 dom = server._dom
             except NotFound:
                 dom = None      # its domain is already gone: its files still go
-            self._remove(dom, server.domain_name)
+            self._remove(dom, server.domain_name, server._node)
             server._deleted = True
         if macs:
             release(macs, server.network)
@@ -732,20 +976,29 @@ class Compute:
             if self._servers.get(server.name) is server:
                 del self._servers[server.name]
 
-    def _remove(self, dom, domain_name):
+    def _remove(self, dom, domain_name, node=None):
         """Destroy and undefine ``dom`` (when given) and remove the files of ``domain_name``."""
-        if dom is not None and dom.connect() is not self.conn:
+        conn = (node or self.host).connect() if dom is not None else None
+        if dom is not None and dom.connect() is not conn:
             # the connection was replaced meanwhile (libvirtd restarted): find it on the new one
             try:
-                dom = self.conn.lookupByName(domain_name)
+                dom = conn.lookupByName(domain_name)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise convert_libvirt_error(exc, f"looking up {domain_name}") from None
                 dom = None
         if dom is not None:
             _destroy_and_undefine(dom)
-        for suffix in SERVER_SUFFIXES + (PRE_RESIZE_SUFFIX,):
+        for suffix in SERVER_SUFFIXES + (PRE_RESIZE_SUFFIX, MIGRATED_SOCKET_SUFFIX):
             (self.server_dir / f"{domain_name}{suffix}").unlink(missing_ok=True)
+
+
+def _abort_job(dom):
+    """Cancel a migration that takes too long (the guest stays on its source)."""
+    try:
+        dom.abortJob()
+    except libvirt.libvirtError:
+        pass
 
 
 def _check_properties(properties):
@@ -804,7 +1057,10 @@ def cleanup(conn, prefix, home):
     whole_lab = len(prefix) > len(config.prefix())
     for path in sorted(Path(home).glob(f"*/{prefix}*")):
         # a pending resize's old disk is DOMAIN.pre-resize.qcow2: its stem starts with the domain's name
-        domain = path.name[: -len(PRE_RESIZE_SUFFIX)] if path.name.endswith(PRE_RESIZE_SUFFIX) else path.stem
+        domain = path.stem
+        for suffix in (PRE_RESIZE_SUFFIX, MIGRATED_SOCKET_SUFFIX):
+            if path.name.endswith(suffix):
+                domain = path.name[: -len(suffix)]
         if path.suffix not in SERVER_SUFFIXES or not (whole_lab or domain in removed):
             continue
         if path.is_file() or path.is_socket():

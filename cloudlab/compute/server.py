@@ -39,8 +39,10 @@ from .flavor import Flavor
 
 BUILD, ACTIVE, SHUTOFF, REBOOT, RESIZE, PAUSED, ERROR, DELETED = STATUSES = (
     "BUILD", "ACTIVE", "SHUTOFF", "REBOOT", "RESIZE", "PAUSED", "ERROR", "DELETED")
-VERIFY_RESIZE, REVERT_RESIZE = "VERIFY_RESIZE", "REVERT_RESIZE"
-STATUSES = STATUSES + (VERIFY_RESIZE, REVERT_RESIZE)
+VERIFY_RESIZE, REVERT_RESIZE, MIGRATING = "VERIFY_RESIZE", "REVERT_RESIZE", "MIGRATING"
+# Nova's status for a server whose compute host is down: what runs there cannot be asked
+UNKNOWN = "UNKNOWN"
+STATUSES = STATUSES + (VERIFY_RESIZE, REVERT_RESIZE, MIGRATING, UNKNOWN)
 # the old disk a pending resize keeps, beside the server's own (".qcow2" so clean-up finds it)
 PRE_RESIZE_SUFFIX = ".pre-resize.qcow2"
 READY_MARKER = b"cloudlab-ready"
@@ -98,8 +100,9 @@ class Server:
         disk, console_path, agent_socket: its files under the lab's state folder.
     """
 
-    def __init__(self, compute, name, dom, meta):
+    def __init__(self, compute, name, dom, meta, node=None):
         self._compute = compute
+        self._node = node or compute.host     # the compute host (node) whose libvirtd runs it
         self.name = name
         self.domain_name = dom.name()
         self.id = dom.UUIDString()
@@ -143,7 +146,7 @@ class Server:
             NotFound: the domain is gone (the new daemon does not know it).
             HostUnreachable: libvirtd does not answer.
         """
-        conn = self._compute.conn
+        conn = self._node.connect()
         dom = self._dom_handle
         if dom.connect() is not conn:
             try:
@@ -230,6 +233,10 @@ class Server:
         PAUSED, ERROR or DELETED."""
         if self._deleted:
             return DELETED
+        if getattr(self._node, "stopped", False):
+            return UNKNOWN
+        if self._task == MIGRATING:
+            return MIGRATING
         state = self._state()
         if state is None:
             return DELETED
@@ -253,6 +260,8 @@ class Server:
 
         Nova's ACTIVE means only RUNNING here; cloudlab's ACTIVE waits for the guest too.
         """
+        if getattr(self._node, "stopped", False):
+            return "NOSTATE"
         state = None if self._deleted else self._state()
         return {libvirt.VIR_DOMAIN_RUNNING: "RUNNING", libvirt.VIR_DOMAIN_BLOCKED: "RUNNING",
                 libvirt.VIR_DOMAIN_SHUTDOWN: "RUNNING", libvirt.VIR_DOMAIN_PAUSED: "PAUSED",
@@ -261,8 +270,21 @@ class Server:
 
     @property
     def host(self):
-        """Name of the lab host (hypervisor) the server runs on."""
-        return self._compute.hostname
+        """Name of the compute host (hypervisor) the server runs on: the lab host's, or a node's (``compute1``)."""
+        return self._compute._hostname_of(self._node)
+
+    @property
+    def node(self):
+        """The compute node the server runs on (``lab.nodes[server.host]``; the lab host in all-in-one)."""
+        return self._node
+
+    def live_migrate(self, host=None, timeout=60.0, watch=False):
+        """Move the running server to another compute node while it runs (Nova's ``live-migrate``).
+
+        See :meth:`cloudlab.compute.Compute.live_migrate` (``watch=True`` also says how long
+        the guest did not answer).
+        """
+        return self._compute.live_migrate(self, host=host, timeout=timeout, watch=watch)
 
     @property
     def addresses(self):
@@ -273,6 +295,13 @@ class Server:
         """
         if not self.network:
             return {}
+        leases = getattr(self._node, "lease_addresses", None)
+        if leases is not None:
+            # the tenant network's DHCP server is the controller's (Neutron's DHCP agent), not libvirt's
+            if self.power_state != "RUNNING":
+                return {}
+            addresses = sorted(set(leases(self.mac_addresses).values()))
+            return {self.network: addresses} if addresses else {}
         try:
             found = self._dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
         except libvirt.libvirtError as exc:
@@ -528,7 +557,7 @@ class Server:
             if self._running():
                 raise Conflict(f"server {self.name} is already running ({self.status})",
                                fix="server.reboot() restarts it")
-            self._compute._check_memory(self.flavor)
+            self._compute._check_memory(self.flavor, on=self._node)
             self._begin_boot(BUILD, fresh_log=True)
             with libvirt_errors(f"starting server {self.name}"):
                 self._dom.create()

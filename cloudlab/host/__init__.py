@@ -280,13 +280,20 @@ def _reset_private_dirs(state_path):
         shutil.rmtree(state_path / sub, ignore_errors=True)
 
 
-def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True):
+def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True, hostname=None, owner=None,
+                           listen=None):
     """Start virtlogd and libvirtd (or ``only`` some of them) in a private mount namespace, inside ``ns`` if set.
 
     Args:
         fresh: a new host: reset the private folders and write the configuration first.
             A repair (``fresh=False``) keeps them, so a restarted libvirtd finds the
             guests and networks still running and adopts them.
+        hostname: give the daemons a UTS namespace of their own with this host name (a
+            node of a multi-node lab: libvirt reports it as the hypervisor's name).
+        owner: the state folder named in the daemons' owner mark (default ``state_path``).
+        listen: an address on which libvirtd also accepts unauthenticated TCP connections
+            (``qemu+tcp://ADDR/system``, port 16509), for peer-to-peer live migration
+            between nodes; only ever an address inside the lab's own namespaces.
     Returns:
         the URI and ``{daemon: pid}`` of the daemons started.
     """
@@ -300,8 +307,11 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True):
     for sub in PRIVATE_DIRS.values():
         (state_path / sub).mkdir(parents=True, exist_ok=True)
     (state_path / "etc" / "qemu.conf").write_text(QEMU_CONF)
-    (state_path / "etc" / "libvirtd.conf").write_text(
-        LIBVIRTD_CONF.format(log=state_path / "log" / "libvirtd.log"))
+    conf = LIBVIRTD_CONF.format(log=state_path / "log" / "libvirtd.log")
+    if listen:
+        # inside a node's private network namespace only: nobody but the lab's nodes can connect
+        conf += f'listen_tls = 0\nlisten_tcp = 1\nlisten_addr = "{listen}"\nauth_tcp = "none"\n'
+    (state_path / "etc" / "libvirtd.conf").write_text(conf)
     (state_path / "etc" / "virtlogd.conf").write_text("# written by cloudlab\n")
     cover = state_path / "kvm-cover"
     cover.touch()
@@ -309,17 +319,20 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True):
     for name in only:
         (state_path / f"{name}.pid").unlink(missing_ok=True)
     lines = ["set -e"]
+    if hostname:
+        lines.append(f"hostname {hostname}")
     for target, sub in PRIVATE_DIRS.items():
         lines.append(f"mkdir -p {target} && mount --bind {state_path / sub} {target}")
     if accel != "kvm" and os.path.exists("/dev/kvm"):
         # read-only as well: libvirt asks access(R_OK|W_OK), which root passes on any
         # mode but not on a read-only mount, so KVM reads as unusable and is not re-probed
         lines.append(f"mount --bind {cover} /dev/kvm && mount -o remount,bind,ro /dev/kvm")
-    lines += [f"{programs[name]} -d -p {state_path / (name + '.pid')}" for name in DAEMONS if name in only]
-    args = netns.enter_args(ns) + ["unshare", "-m", "--propagation", "private",
+    lines += [f"{programs[name]} -d{' --listen' if listen and name == 'libvirtd' else ''} "
+              f"-p {state_path / (name + '.pid')}" for name in DAEMONS if name in only]
+    args = netns.enter_args(ns) + ["unshare", "-m", *(["-u"] if hostname else []), "--propagation", "private",
                                    "sh", "-c", "\n".join(lines)]
     from .ownership import child_env
-    result = subprocess.run(args, capture_output=True, text=True, env=child_env(state_dir=state_path))
+    result = subprocess.run(args, capture_output=True, text=True, env=child_env(state_dir=owner or state_path))
     if result.returncode != 0:
         raise CloudlabError(f"could not start the private libvirtd: {result.stderr.strip()[-500:]}",
                             fix=f"see {state_path / 'log' / 'libvirtd.log'}")
@@ -651,6 +664,8 @@ def down(quiet=False):
     its PID, and the private folders are emptied, so ``host leftovers`` finds nothing.
     """
     with _host_lock():
+        from . import nodes
+        nodes.down()          # nodes of multi-node labs first: their guests and daemons live in the host's namespace
         state = load_state()
         if state is None:
             _down_without_record(quiet)

@@ -67,6 +67,7 @@ OWNER_VARIABLE = "CLOUDLAB_OWNER"
 FINDERS = {
     "processes": "cloudlab.host.ownership:find_processes",
     "network namespaces": "cloudlab.host.ownership:find_namespaces",
+    "nodes": "cloudlab.host.nodes:leftovers",
     "libvirt": "cloudlab.host.ownership:find_libvirt",
     "files": "cloudlab.host.ownership:find_files",
     "containers": "cloudlab.host.ownership:find_containers",
@@ -246,12 +247,14 @@ class Scope:
 
     @functools.cached_property
     def _live_namespaces(self):
+        found = set()
         if self.netns and netns.exists(self.netns):
             try:
-                return {os.stat(netns.path(self.netns)).st_ino}
+                found.add(os.stat(netns.path(self.netns)).st_ino)
             except OSError:
                 pass
-        return set()
+        from .nodes import node_inodes
+        return found | node_inodes()      # the nodes of a multi-node lab (cloudlab.host.nodes)
 
     @functools.cached_property
     def _recorded_namespace(self):
@@ -262,12 +265,16 @@ class Scope:
         return last["netns_inode"], last.get("down_ticks") or 0
 
     @functools.cached_property
-    def _run_dir(self):
-        try:
-            st = os.stat(self.state_dir / "run")
-            return st.st_dev, st.st_ino
-        except OSError:
-            return None
+    def _run_dirs(self):
+        """(device, inode) of the host's private ``run`` folder and of every node's."""
+        found = set()
+        for folder in [self.state_dir / "run", *(self.state_dir / "nodes").glob("*/run")]:
+            try:
+                st = os.stat(folder)
+                found.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+        return found
 
     @functools.cached_property
     def _mount_verdicts(self):
@@ -275,13 +282,13 @@ class Scope:
 
     def _private_mounts(self, proc):
         """True when the process's /run/libvirt is this host's run folder (one look per mount namespace)."""
-        if self._run_dir is None:
+        if not self._run_dirs:
             return False
         verdict = self._mount_verdicts.get(proc.mnt_inode)
         if verdict is None:
             try:
                 st = os.stat(f"/proc/{proc.pid}/root/run/libvirt")
-                verdict = (st.st_dev, st.st_ino) == self._run_dir
+                verdict = (st.st_dev, st.st_ino) in self._run_dirs
             except OSError:
                 verdict = False
             self._mount_verdicts[proc.mnt_inode] = verdict
@@ -290,7 +297,8 @@ class Scope:
     @functools.cached_property
     def _pidfiles(self):
         """pid -> pid file, for the pid files under the host's state folder and the labs' folders."""
-        files = list(self.state_dir.glob("*.pid")) + list(self.state_dir.glob("run/**/*.pid"))
+        files = list(self.state_dir.glob("*.pid")) + list(self.state_dir.glob("run/**/*.pid")) + \
+            list(self.state_dir.glob("nodes/*/*.pid"))
         for lab_dir in self.lab_dirs:
             files += lab_dir.glob("*.pid")
         found = {}

@@ -1,0 +1,320 @@
+"""Architectures for real (issue 13): layouts whose nodes are hosts of their own.
+
+The first tests need nothing (topologies are data, the scheduler's choice is a pure
+function).  The lab tests bring up one three-node layout with two compute nodes, each
+node a network namespace with its own address (compute nodes with their own libvirtd),
+and check what a learner is told: where the scheduler puts servers and why it refuses,
+guests on different nodes reaching each other over the VXLAN tenant network, a live
+migration while the guest answers, what stops with a stopped compute node, a volume
+served by the storage node over NBD, every node's clock against the controller, and
+nothing of the nodes left once the lab stops.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import cloudlab as cl
+from cloudlab import config, host
+from cloudlab.compute import scheduler
+from cloudlab.host import netns, nodes as nodes_mod
+from cloudlab.host.ownership import all_processes
+
+BOOT_TIMEOUT = 90
+
+
+# -- topologies and bad input (no lab needed) ---------------------------------------------
+
+def test_layouts_have_their_nodes():
+    assert [n.name for n in cl.AllInOne().nodes] == ["controller"]
+    assert [n.name for n in cl.TwoNode().nodes] == ["controller", "compute1"]
+    assert [n.name for n in cl.ThreeNode().nodes] == ["controller", "compute1", "block1"]
+    assert [n.name for n in cl.ThreeNode(compute_nodes=2).nodes] == ["controller", "compute1", "compute2", "block1"]
+
+
+def test_bad_topologies_are_refused():
+    topo = cl.Topology(name="mine", nodes=[])
+    topo.add_node("controller", "controller", "storage")
+    with pytest.raises(cl.InvalidInput, match="no compute node"):
+        cl.Lab(topo)
+    with pytest.raises(cl.InvalidInput, match="already in"):
+        topo.add_node("controller", "compute")
+    with pytest.raises(cl.InvalidInput, match="not usable"):
+        topo.add_node("Compute_1", "compute")
+    with pytest.raises(cl.InvalidInput, match="no role"):
+        topo.add_node("compute1")
+    with pytest.raises(cl.InvalidInput, match="ram_mib"):
+        topo.add_node("compute1", "compute", ram_mib=0)
+    with pytest.raises(cl.InvalidInput, match="compute_nodes"):
+        cl.ThreeNode(compute_nodes=0)
+
+
+def test_scheduler_filters_and_weighs():
+    big = scheduler.Candidate("a", "compute1", True, 1800, 4)
+    small = scheduler.Candidate("b", "compute2", True, 600, 4)
+    down = scheduler.Candidate("c", "compute3", False, 4000, 4)
+    cands = [big, small, down]
+    assert scheduler.select(cands, 256, 1, scheduler.SPREAD)[0] is big
+    assert scheduler.select(cands, 256, 1, scheduler.PACK)[0] is small
+    chosen, refused = scheduler.select(cands, 1000, 1, scheduler.PACK)
+    assert chosen is big and refused == {"compute2": "600 MiB free, 1000 MiB needed", "compute3": "down"}
+    assert scheduler.select(cands, 256, 8)[0] is None
+    assert scheduler.select(cands, 256, 1, wanted="compute2")[0] is small
+    chosen, refused = scheduler.select(cands, 256, 1, wanted="compute3")
+    assert chosen is None and refused["compute3"] == "down"
+
+
+# -- the three-node layout on the real lab host --------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab():
+    if not config.netns():
+        pytest.skip("lab tests run inside a network namespace: set CLOUDLAB_NETNS (make test does)")
+    lab = cl.Lab(cl.ThreeNode(compute_nodes=2), name="arch")
+    yield lab
+    lab.stop()
+    # nothing of the nodes is left, while the lab host itself is still up
+    assert host.leftovers(only=["nodes"]) == []
+    assert nodes_mod.node_namespaces() == []
+
+
+@pytest.fixture(scope="module")
+def servers(lab):
+    """Two servers, placed by the spread weigher: one per compute node."""
+    lab.compute.set_weigher("spread")
+    a = lab.compute.create_server("a", wait=False)
+    b = lab.compute.create_server("b", wait=False)
+    for server in (a, b):
+        server.wait(timeout=BOOT_TIMEOUT)
+        server.wait_for_address(timeout=60)
+    return a, b
+
+
+@pytest.mark.lab
+def test_nodes_are_hosts_of_their_own(lab):
+    nodes = lab.nodes
+    assert nodes.names() == ["controller", "compute1", "compute2", "block1"]
+    inodes = {n.netns_inode for n in nodes}
+    assert len(inodes) == 4 and None not in inodes
+    for node in nodes:
+        assert netns.exists(node.netns)
+        addr = node.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+        assert f" {node.address}/24 " in addr
+    # each compute node's libvirtd is its own, with the node's host name
+    c1, c2 = nodes.compute_nodes
+    assert c1.connect().getHostname() == "compute1" and c2.connect().getHostname() == "compute2"
+    assert c1.pids["libvirtd"] != c2.pids["libvirtd"]
+    # the nodes reach each other over the management network
+    ping = c1.run(["busybox", "ping", "-c", "1", "-W", "2", nodes["block1"].address])
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+@pytest.mark.lab
+def test_a_second_lab_of_the_same_name_is_refused_and_harms_nothing(lab):
+    other = cl.Lab(cl.TwoNode(), name="arch")
+    with pytest.raises(cl.Conflict, match="exists already"):
+        other.nodes  # noqa: B018
+    other.stop()
+    assert all(node.is_up and netns.exists(node.netns) for node in lab.nodes)
+    assert lab.nodes["compute1"].connect().getHostname() == "compute1"
+
+
+@pytest.mark.lab
+def test_services_per_node_are_read_from_processes(lab):
+    nodes = lab.nodes
+    programs = {n.name: {p for _, p, _ in n.processes()} for n in nodes}
+    assert {"dnsmasq", "ntp"} <= programs["controller"]
+    assert "libvirtd" not in programs["controller"]
+    for name in ("compute1", "compute2"):
+        assert {"libvirtd", "virtlogd", "ntp"} <= programs[name]
+    assert "libvirtd" not in programs["block1"]
+
+
+@pytest.mark.lab
+def test_every_node_syncs_from_the_controller(lab):
+    deadline = time.monotonic() + 20
+    while True:
+        clocks = lab.nodes.time()
+        if all(row["stratum"] for row in clocks.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert clocks["controller"]["stratum"] == 1
+    for name in ("compute1", "compute2", "block1"):
+        assert clocks[name]["stratum"] == 2, clocks
+        assert abs(clocks[name]["offset_s"]) < 0.1
+
+
+@pytest.mark.lab
+def test_spread_puts_servers_on_both_nodes_and_the_tenant_network_spans_them(lab, servers):
+    a, b = servers
+    assert {a.host, b.host} == {"compute1", "compute2"}
+    rows = {row["host"]: row for row in lab.compute.hypervisors()}
+    assert rows[a.host]["servers"] == ["a"] and rows[b.host]["servers"] == ["b"]
+    address_b = b.addresses[lab.compute.host.network][0]
+    result = a.run(f"ping -c 2 -W 3 {address_b}")
+    assert result.ok, result.stdout + result.stderr
+
+
+@pytest.mark.lab
+def test_pack_pinning_and_no_valid_host(lab, servers):
+    compute = lab.compute
+    a, _ = servers
+    with pytest.raises(cl.NotFound, match="no compute host called 'compute9'"):
+        compute.create_server("x", host="compute9")
+    compute.create_flavor("m1.huge", vcpus=1, ram_mib=4096, disk_gib=1)
+    with pytest.raises(cl.NoValidHost, match="No valid host was found") as err:
+        compute.create_server("toobig", flavor="m1.huge")
+    assert "compute1" in err.value.message and "compute2" in err.value.message
+    err.value.server.delete()
+    compute.create_flavor("m1.cores", vcpus=8, ram_mib=128, disk_gib=1)
+    with pytest.raises(cl.NoValidHost, match="vCPUs free"):
+        compute.create_server("toomany", flavor="m1.cores")
+    compute.get_server("toomany").delete()
+    names = [s.name for s in compute.list_servers()]
+    assert "toobig" not in names and "toomany" not in names
+    # pack: the next server goes where one runs already, and host= puts one where asked
+    compute.set_weigher("pack")
+    try:
+        c = compute.create_server("c", wait=False, host=None)
+        assert c.host in ("compute1", "compute2")
+        c.delete()
+        d = compute.create_server("d", wait=False, host=a.host)
+        assert d.host == a.host
+        d.delete()
+    finally:
+        compute.set_weigher("spread")
+    with pytest.raises(cl.InvalidInput):
+        compute.set_weigher("random")
+
+
+@pytest.mark.lab
+def test_live_migration_keeps_the_guest_answering(lab, servers):
+    a, _ = servers
+    source = a.host
+    with pytest.raises(cl.InvalidInput, match="already"):
+        a.live_migrate(host=source)
+    before = a.run("cat /proc/uptime").stdout.split()[0]
+    a.run("echo kept > /tmp/mark")
+    target = "compute2" if source == "compute1" else "compute1"
+    a.live_migrate(host=target)
+    assert a.host == target and a.status == "ACTIVE"
+    # the same running guest: its memory came along, it was not rebooted
+    assert a.run("cat /tmp/mark").stdout.strip() == "kept"
+    assert float(a.run("cat /proc/uptime").stdout.split()[0]) > float(before)
+    assert lab.compute.get_server("a").host == target
+    # back again (the agent's socket alternates between two names)
+    a.live_migrate()
+    assert a.host == source and a.run("true").ok
+
+
+@pytest.mark.lab
+def test_a_volume_is_served_by_the_storage_node(lab, servers):
+    a, _ = servers
+    volume = lab.block_storage.create_volume("data", size=1)
+    assert volume.volume_type == "nbd"
+    attachment = lab.block_storage.attach_volume(volume, a)
+    try:
+        backend = lab.block_storage.backend("nbd")
+        assert backend.address == lab.nodes["block1"].address
+        assert "qemu-storage-daemon" in {p for _, p, _ in lab.nodes["block1"].processes()}
+        result = a.run(f"echo hello-storage | dd of={attachment.device} bs=512 count=1 conv=sync 2>/dev/null; "
+                       f"dd if={attachment.device} bs=512 count=1 2>/dev/null")
+        assert "hello-storage" in result.stdout
+    finally:
+        lab.block_storage.detach_volume(volume, a)
+        lab.block_storage.delete_volume(volume)
+
+
+@pytest.mark.lab
+def test_a_stopped_compute_node_takes_its_servers_with_it(lab, servers):
+    _, b = servers
+    node = lab.nodes[b.host]
+    other = "compute1" if b.host == "compute2" else "compute2"
+    node.stop()
+    try:
+        assert b.status == "UNKNOWN"
+        assert not node.is_up
+        with pytest.raises(cl.Conflict, match="stopped"):
+            lab.compute.create_server("x", host=node.name)
+        rows = {row["host"]: row for row in lab.compute.hypervisors()}
+        assert rows[node.name]["state"] == "down" and rows[other]["state"] == "up"
+        # no guest runs in the stopped node any more
+        assert not [p for p in all_processes() if p.net_inode == node.netns_inode and "qemu" in p.name]
+    finally:
+        node.start()
+    assert b.status == "SHUTOFF"
+    b.start(timeout=BOOT_TIMEOUT)
+    assert b.status == "ACTIVE" and b.host == node.name
+
+
+def test_remote_nodes_are_refused_with_nothing_made():
+    if not config.netns() or os.geteuid():
+        pytest.skip("needs the lab's network namespace and root")
+    topo = cl.Topology(name="remote", nodes=[])
+    topo.add_node("controller", "controller", "storage")
+    topo.add_node("compute1", "compute", uri="qemu+ssh://somewhere/system")
+    lab = cl.Lab(topo, name="remote")
+    with pytest.raises(cl.InvalidInput, match="remote"):
+        lab.nodes  # noqa: B018
+    key = lab.prefix.rstrip("-")
+    assert [n for n in nodes_mod.node_namespaces() if f".{key}." in n] == []
+    assert not list(nodes_mod.nodes_dir().glob(f"{key}.*"))
+    lab.stop()
+
+
+def test_all_in_one_is_the_lab_host():
+    lab = cl.Lab(cl.AllInOne(), name="aio")
+    nodes = nodes_mod.Nodes(lab).start()
+    assert nodes.names() == ["controller"] and nodes["controller"].local
+    with pytest.raises(cl.NotFound, match="compute1"):
+        nodes["compute1"]  # noqa: B018
+    assert subprocess.run(["true"]).returncode == 0
+
+
+@pytest.mark.lab
+def test_host_down_removes_the_nodes_of_a_lab_that_never_stopped():
+    """A kernel that died with a three-node lab running: `host down` ends and removes all of its nodes."""
+    if not config.netns() or os.geteuid():
+        pytest.skip("needs the lab's network namespace and root")
+    home = tempfile.mkdtemp(prefix="cl-", dir="/tmp")       # short: the nodes' libvirt sockets live under it
+    env = {**os.environ, "CLOUDLAB_NETNS": f"{config.netns()}-crash", "CLOUDLAB_HOME": home}
+    cli = [sys.executable, "-m", "cloudlab", "host"]
+    assert subprocess.run(cli + ["up"], env=env, capture_output=True).returncode == 0
+    try:
+        crashed = subprocess.run([sys.executable, "-c",
+                                  "import os, cloudlab as cl\n"
+                                  "lab = cl.Lab(cl.ThreeNode(), name='crash')\n"
+                                  "print(len(list(lab.nodes)), flush=True)\n"
+                                  "os._exit(0)   # no lab.stop(): the nodes stay behind\n"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert crashed.stdout.strip() == "3", crashed.stderr
+        left = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True).stdout
+        assert "node network namespace" in left and "management bridge" in left
+    finally:
+        subprocess.run(cli + ["down"], env=env, capture_output=True)
+    result = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    assert not [n for n in os.listdir(netns.NETNS_DIR) if n.startswith(f"{config.netns()}-crash")]
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.lab
+def test_the_diagram_is_drawn_from_the_live_layout(lab, servers):
+    picture = lab.diagram(save=False)
+    assert picture.name == "architecture-three-node"
+    text = str(picture)
+    for line in ("node controller (controller)", "node compute1 (compute)", "node block1 (storage)",
+                 "service libvirtd (the hypervisor's daemon; nova-compute drives it)",
+                 "service dnsmasq (DHCP: Neutron's DHCP agent)", "compute2 -- tenant (VXLAN)", "block1 -- management"):
+        assert line in text, text
+    for server in servers:
+        # each server is drawn inside the node that runs it
+        block = text.split(f"node {server.host} ")[1].split("\n  node ")[0]
+        assert f"server {server.name} (" in block
+    assert "block1 -- tenant" not in text        # the storage node is not on the tenant network
+    assert picture.svg().startswith("<?xml")
