@@ -30,6 +30,7 @@ SERVICES = {
     "shared_file_system": "cloudlab.shared_file_system:SharedFileSystem",
     "ntp": "cloudlab.ntp:TimeService",
     "identity": "cloudlab.api.identity:Identity",
+    "platform": "cloudlab.platform:Platform",
     "api": "cloudlab.api:OpenStackAPI",
 }
 
