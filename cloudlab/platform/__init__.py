@@ -31,10 +31,11 @@ import time
 from pathlib import Path
 
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound, QuotaExceeded
-from . import buildpacks, http
+from . import buildpacks, http, loadgen, models
 from .balancer import Balancer
+from .models import LAYERS, MODELS, matrix_template
 
-__all__ = ["Platform", "App", "sample", "copy_into", "SAMPLES"]
+__all__ = ["Platform", "App", "sample", "copy_into", "SAMPLES", "LAYERS", "MODELS", "matrix_template", "plot_load"]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 SAMPLES = Path(__file__).parent / "samples"
@@ -82,6 +83,22 @@ def copy_into(server, folder, target="/app"):
             raise CloudlabError(f"copying {path.name} into {server.name} failed: {result.stderr.strip()}")
         copied.append(inside)
     return copied
+
+
+def plot_load(rows, title="requests/s at each step"):
+    """A bar chart of ``rows`` (from :meth:`LoadResult.row`, each with a ``setting``): requests/s and p99 latency."""
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+    labels = [r["setting"] for r in rows]
+    left.bar(labels, [r["requests/s"] for r in rows], color="tab:blue")
+    left.set_title(title)
+    right.bar(labels, [r["p99 ms"] for r in rows], color="tab:orange")
+    right.set_title("p99 latency (ms)")
+    for axis in (left, right):
+        axis.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 class App:
@@ -134,6 +151,11 @@ class App:
                 rows.append({"instance": row["svname"], "address": row.get("addr", ""),
                              "status": row["status"].split()[0], "requests": int(row.get("stot") or 0)})
         return rows
+
+    def instance_url(self, instance=0):
+        """The URL of instance number ``instance`` itself, past the load balancer (to compare with :attr:`url`)."""
+        address = self.platform.lab.containers.get_container(self.instances[instance]).address
+        return f"http://{address}:{self.detection.port}/"
 
     def logs(self, instance=0):
         """The log of instance number ``instance`` (its web server's lines)."""
@@ -266,6 +288,17 @@ class Platform:
             self._balancer = None
         if problems:
             raise CloudlabError("some apps were not removed: " + "; ".join(problems), fix="python -m cloudlab clean")
+
+    def request(self, url, method="GET", data=None, timeout=10.0):
+        """One HTTP request to an address of the lab (a server's, a route's), made from the lab's network.
+
+        Returns an :class:`~cloudlab.platform.http.Response` (``status``, ``headers``, ``text``).
+        """
+        return http.request(url, ns=self.netns, method=method, data=data, timeout=timeout)
+
+    def load(self, url, duration_s=2.0, connections=4):
+        """Load ``url`` with wrk from the lab's network; returns a :class:`~cloudlab.platform.loadgen.LoadResult`."""
+        return loadgen.run(url, ns=self.netns, duration_s=duration_s, connections=connections)
 
     # -- apps ---------------------------------------------------------------------------
 
