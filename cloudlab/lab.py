@@ -31,6 +31,7 @@ SERVICES = {
     "ntp": "cloudlab.ntp:TimeService",
     "identity": "cloudlab.api.identity:Identity",
     "platform": "cloudlab.platform:Platform",
+    "projects": "cloudlab.projects:Projects",
     "api": "cloudlab.api:OpenStackAPI",
 }
 
