@@ -35,7 +35,8 @@ from . import buildpacks, http, loadgen, models
 from .balancer import Balancer
 from .models import LAYERS, MODELS, matrix_template
 
-__all__ = ["Platform", "App", "sample", "copy_into", "SAMPLES", "LAYERS", "MODELS", "matrix_template", "plot_load"]
+__all__ = ["Platform", "App", "ScalingPolicy", "sample", "copy_into", "SAMPLES", "LAYERS", "MODELS",
+           "matrix_template", "plot_load"]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 SAMPLES = Path(__file__).parent / "samples"
@@ -119,6 +120,7 @@ class App:
         self.address = None
         self.port = None
         self.restarts = 0
+        self.scaling = None           # a ScalingPolicy, once one is made for the app
         self.events = []              # (seconds since deploy, what happened)
         self._serial = 0
         self._born = time.monotonic()
@@ -151,6 +153,13 @@ class App:
                 rows.append({"instance": row["svname"], "address": row.get("addr", ""),
                              "status": row["status"].split()[0], "requests": int(row.get("stot") or 0)})
         return rows
+
+    def request_rate(self):
+        """Requests per second arriving at the route over the last second (HAProxy's frontend ``rate``)."""
+        for row in self.platform.balancer.stat():
+            if row["pxname"] == self.name and row["svname"] == "FRONTEND":
+                return float(row.get("rate") or 0)
+        return 0.0
 
     def instance_url(self, instance=0):
         """The URL of instance number ``instance`` itself, past the load balancer (to compare with :attr:`url`)."""
@@ -234,6 +243,72 @@ class App:
         return f"<App {self.name} ({self.buildpack}) {len(self.instances)} instance(s) at {self.url}>"
 
 
+class ScalingPolicy:
+    """Rapid elasticity: an app's instances follow its load (what Heat's and Senlin's scaling groups do).
+
+    Each :meth:`step` reads the request rate HAProxy sees at the app's route (requests
+    per second over the last second) and scales the app to
+    ``ceil(rate / target_per_instance)`` instances, kept within ``minimum..maximum``.
+
+    Args:
+        app: the :class:`App` whose instances form the group.
+        minimum, maximum: the group's size limits.
+        target_per_instance: requests/s one instance should carry.
+    """
+
+    def __init__(self, app, minimum=1, maximum=3, target_per_instance=20.0):
+        if not (isinstance(minimum, int) and isinstance(maximum, int) and 1 <= minimum <= maximum):
+            raise InvalidInput(f"minimum={minimum!r}, maximum={maximum!r} are not usable",
+                               fix="whole numbers with 1 <= minimum <= maximum")
+        if not target_per_instance > 0:
+            raise InvalidInput(f"target_per_instance={target_per_instance!r} must be positive")
+        self.app = app
+        self.minimum, self.maximum, self.target = minimum, maximum, float(target_per_instance)
+        self.history = []            # (seconds since the policy began, requests/s, instances after the step)
+        self._began = time.monotonic()
+        app.scaling = self
+
+    def desired(self, rate):
+        """How many instances carry ``rate`` requests/s (within the limits)."""
+        import math
+        return max(self.minimum, min(self.maximum, math.ceil(rate / self.target) if rate > 0 else 0))
+
+    def step(self):
+        """Read the load, scale if the group's size should change; returns ``(rate, instances)``."""
+        rate = self.app.request_rate()
+        wanted = self.desired(rate)
+        if wanted != len(self.app.instances):
+            self.app.scale(wanted)
+        self.history.append((round(time.monotonic() - self._began, 2), rate, len(self.app.instances)))
+        return rate, len(self.app.instances)
+
+    def run(self, seconds, interval=0.5):
+        """:meth:`step` every ``interval`` seconds for ``seconds``; returns the history."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.step()
+            time.sleep(interval)
+        return self.history
+
+    def run_with_load(self, path="/", load_s=4.0, after_s=3.0, connections=8, interval=0.5):
+        """Load the app with wrk for ``load_s`` seconds while stepping, then ``after_s`` seconds more without.
+
+        Returns the history: ``(seconds, requests/s, instances)`` at each step.
+        """
+        url = self.app.url.rstrip("/") + "/" + path.lstrip("/")
+        done = {}
+        worker = threading.Thread(target=lambda: done.update(result=self.app.platform.load(
+            url, duration_s=load_s, connections=connections)), name="scaling-load")
+        worker.start()
+        try:
+            self.run(load_s + 0.5, interval)
+        finally:
+            worker.join()
+        self.run(after_s, interval)
+        self.load_result = done.get("result")
+        return self.history
+
+
 class Platform:
     """The lab's platform service (``lab.platform``): apps deployed from their code alone.
 
@@ -268,7 +343,12 @@ class Platform:
             return self._balancer
 
     def start(self):
-        """Nothing to start until the first deploy (HAProxy and the watcher start then)."""
+        """Start the container service the apps run on (HAProxy and the watcher start at the first deploy).
+
+        The containers start first so that the lab, which stops services newest first,
+        stops the platform (its watcher, its routes) before the containers under it.
+        """
+        self.lab.containers  # noqa: B018 - starts the service
         return self
 
     def stop(self):
@@ -489,7 +569,7 @@ class Platform:
         """Start again every instance whose process ended; returns the names restarted (the watcher calls it)."""
         restarted = []
         with self._lock:
-            if not self._apps:
+            if not self._apps or self._stopping.is_set():
                 return restarted
             statuses = self.lab.containers.statuses()
             for app in list(self._apps.values()):

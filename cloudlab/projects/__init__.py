@@ -25,10 +25,12 @@ import threading
 import time
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from .comparison import WAYS, comparison_template
 from .metering import PRICES, Bill, Meter, UsageRecord
 from .tickets import TicketQueue
 
-__all__ = ["Projects", "Project", "PRICES", "Bill", "UsageRecord", "TicketQueue", "DEFAULT_QUOTAS"]
+__all__ = ["Projects", "Project", "PRICES", "Bill", "UsageRecord", "TicketQueue", "DEFAULT_QUOTAS", "WAYS",
+           "comparison_template"]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 DEFAULT_QUOTAS = {"servers": 4, "vcpus": 4, "ram_mib": 1024, "containers": 6, "volumes": 4, "gigabytes": 10}
