@@ -197,3 +197,22 @@ def test_stop_leaves_nothing_behind(lab, app):
     lab.stop()
     assert host.leftovers(prefix=prefix, only=["containers", "files"]) == []
     assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_the_matrix_and_the_scaling_policy_arithmetic():
+    from cloudlab.platform import models
+    reference = models.reference()
+    assert models.wrong_cells(reference) == []
+    assert reference["iaas"]["os"] == "you" and reference["iaas"]["virtualization"] == "provider"
+    assert reference["paas"]["data"] == "you" and reference["paas"]["runtime"] == "provider"
+    assert set(reference["saas"].values()) == {"provider"} and set(reference["on-premise"].values()) == {"you"}
+    assert len(models.wrong_cells(models.matrix_template())) == len(models.LAYERS) * len(models.MODELS)
+    assert len(models.wrong_cells(None)) == len(models.LAYERS) * len(models.MODELS)
+
+    class App:
+        scaling = None
+    policy = platform.ScalingPolicy(App(), minimum=1, maximum=3, target_per_instance=20)
+    assert [policy.desired(r) for r in (0, 5, 20, 21, 59, 500)] == [1, 1, 1, 2, 3, 3]
+    for bad in ({"minimum": 0}, {"minimum": 3, "maximum": 2}, {"target_per_instance": 0}):
+        with pytest.raises(cl.InvalidInput):
+            platform.ScalingPolicy(App(), **bad)

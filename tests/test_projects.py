@@ -112,3 +112,12 @@ def test_volumes_belong_to_their_project_and_count_gib_hours(lab):
     assert bill.total > 0 and bill.project == "green"
     green.delete_volume("data")
     assert green.list_volumes() == []
+
+
+def test_the_comparison_table_is_graded_cell_by_cell():
+    from cloudlab.projects import comparison
+    truth = {row: dict(cells) for row, cells in comparison.ROWS.items()}
+    assert comparison.wrong_cells(truth) == []
+    truth["you install and patch the operating system"]["managed"] = True
+    assert comparison.wrong_cells(truth) == [("you install and patch the operating system", "managed")]
+    assert len(comparison.wrong_cells(cl.projects.comparison_template())) == len(comparison.ROWS) * 3
