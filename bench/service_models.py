@@ -7,6 +7,8 @@ Prints one ``name value`` line per figure (issue 15's targets in brackets):
     lb_overhead_ratio   requests/s through HAProxy to one instance over straight to it              [>= 0.8]
     rps_1, rps_2, rps_direct   the requests/s behind the ratios, for reference
     host_cpus           cores of this host (the ceiling of scale-out)
+    host_idle_fraction  the share of the host's CPU time that was idle in the second before the load
+                        runs (scale-out can only use what others leave: near 0 the ratio means little)
 
 Every request counts to ``WORK`` in the app's shell (a few ms of CPU), so an
 instance's 1-vCPU cgroup limit is what bounds it; the runs alternate (1, direct,
@@ -38,6 +40,17 @@ def figure(name, value):
     print(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}", flush=True)
 
 
+def idle_fraction(seconds=1.0):
+    """The share of all CPUs' time that was idle over the next ``seconds`` (from /proc/stat)."""
+    def sample():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)        # idle + iowait, total
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
 def main():
     """Deploy the sample app ROUNDS times, then measure 1 instance, straight, and 2 instances."""
     was_up = host_mod.load_state() is not None and host_mod._healthy(host_mod.load_state())
@@ -64,6 +77,7 @@ def run(folder):
 
         app = lab.platform.deploy(folder, name="notes")
         path = f"cgi-bin/notes?work={WORK}"
+        idle = idle_fraction()
         one, direct, two = [], [], []
         for _ in range(ROUNDS):
             app.scale(1)
@@ -78,6 +92,7 @@ def run(folder):
         figure("rps_2", rps_2)
         figure("rps_direct", rps_direct)
         figure("host_cpus", os.cpu_count())
+        figure("host_idle_fraction", idle)
 
 
 if __name__ == "__main__":
