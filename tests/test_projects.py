@@ -121,3 +121,16 @@ def test_the_comparison_table_is_graded_cell_by_cell():
     truth["you install and patch the operating system"]["managed"] = True
     assert comparison.wrong_cells(truth) == [("you install and patch the operating system", "managed")]
     assert len(comparison.wrong_cells(cl.projects.comparison_template())) == len(comparison.ROWS) * 3
+
+
+@pytest.mark.lab
+def test_objects_belong_to_their_project(lab):
+    blue = lab.projects.create_project("objblue")
+    red = lab.projects.create_project("objred")
+    blue.put_object("docs", "plan.txt", b"blue's plan")
+    assert blue.get_object("docs", "plan.txt") == b"blue's plan" and blue.list_objects("docs") == ["plan.txt"]
+    with pytest.raises(cl.NotFound, match="in project objred"):
+        red.get_object("docs", "plan.txt")
+    with pytest.raises(cl.NotFound):
+        red.list_objects("docs")
+    assert blue.usage()["requests"] == 3

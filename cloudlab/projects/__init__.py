@@ -9,7 +9,7 @@
 
 A project is the unit of *resource pooling*: many projects share one host, each
 sees only what it owns, and each is held to its own quotas.  Here a project's
-resources are the lab's own servers, volumes and containers (made through the
+resources are the lab's own servers, volumes, containers and objects (made through the
 lab's services), named ``PROJECT.NAME``; a project looks up only names under its
 own, so another project's resource is NotFound, never visible, exactly as Nova
 answers 404 for a server of another project.  When the lab speaks OpenStack's APIs
@@ -209,6 +209,59 @@ class Project:
         volume = self.get_volume(name)
         self.lab.block_storage.delete_volume(volume)
         self.meter.stop("volume", name)
+
+    # -- objects ------------------------------------------------------------------------
+
+    def _swift(self):
+        return self.lab.object_store.connection()
+
+    def put_object(self, container, name, data):
+        """Store ``data`` (bytes or text) as object ``name`` in this project's object-store container ``container``.
+
+        The object store holds it in a Swift container named ``PROJECT.CONTAINER``; returns its ETag.
+        """
+        self.meter.request("put_object")
+        conn = self._swift()
+        try:
+            conn.put_container(self._full(container))
+            return conn.put_object(self._full(container), name, data)
+        finally:
+            conn.close()
+
+    def list_objects(self, container):
+        """Names of the objects in this project's container ``container``.
+
+        Raises:
+            NotFound: the project has no such container.
+        """
+        import swiftclient
+        self.meter.request("list_objects")
+        conn = self._swift()
+        try:
+            _, listing = conn.get_container(self._full(container))
+            return [entry["name"] for entry in listing]
+        except swiftclient.ClientException:
+            raise NotFound(f"no object container named {container!r} in project {self.name}",
+                           fix="put_object() makes one") from None
+        finally:
+            conn.close()
+
+    def get_object(self, container, name):
+        """The bytes of object ``name`` in this project's container ``container``.
+
+        Raises:
+            NotFound: it is not this project's (or does not exist).
+        """
+        import swiftclient
+        self.meter.request("get_object")
+        conn = self._swift()
+        try:
+            return conn.get_object(self._full(container), name)[1]
+        except swiftclient.ClientException:
+            raise NotFound(f"no object {container}/{name} in project {self.name}",
+                           fix=f"list them with list_objects({container!r})") from None
+        finally:
+            conn.close()
 
     # -- measured service ---------------------------------------------------------------
 
