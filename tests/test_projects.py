@@ -134,3 +134,17 @@ def test_objects_belong_to_their_project(lab):
     with pytest.raises(cl.NotFound):
         red.list_objects("docs")
     assert blue.usage()["requests"] == 3
+
+
+@pytest.mark.lab
+def test_shares_belong_to_their_project_within_its_quota(lab):
+    teal = lab.projects.create_project("teal", quotas={"shares": 1, "share_gigabytes": 1})
+    teal.create_share("docs", size=1)
+    with pytest.raises(cl.QuotaExceeded, match="quota 'shares' is 1, 1 in use"):
+        teal.create_share("more", size=1)
+    other = lab.projects.create_project("tealother")
+    with pytest.raises(cl.NotFound, match="in project tealother"):
+        other.get_share("docs")
+    assert teal.quota_usage()["share_gigabytes"] == 1 and teal.usage()["gib_hours"] > 0
+    teal.delete_share("docs")
+    assert teal.list_shares() == []

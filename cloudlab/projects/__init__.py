@@ -9,7 +9,7 @@
 
 A project is the unit of *resource pooling*: many projects share one host, each
 sees only what it owns, and each is held to its own quotas.  Here a project's
-resources are the lab's own servers, volumes, containers and objects (made through the
+resources are the lab's own servers, volumes, shares, containers and objects (made through the
 lab's services), named ``PROJECT.NAME``; a project looks up only names under its
 own, so another project's resource is NotFound, never visible, exactly as Nova
 answers 404 for a server of another project.  When the lab speaks OpenStack's APIs
@@ -33,7 +33,8 @@ __all__ = ["Projects", "Project", "PRICES", "Bill", "UsageRecord", "TicketQueue"
            "comparison_template"]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
-DEFAULT_QUOTAS = {"servers": 4, "vcpus": 4, "ram_mib": 1024, "containers": 6, "volumes": 4, "gigabytes": 10}
+DEFAULT_QUOTAS = {"servers": 4, "vcpus": 4, "ram_mib": 1024, "containers": 6, "volumes": 4, "gigabytes": 10,
+                  "shares": 2, "share_gigabytes": 10}
 
 
 class Project:
@@ -82,9 +83,12 @@ class Project:
         flavors = [s.flavor for s in servers] + [self.lab.compute.get_flavor(c.flavor) for c in containers
                                                   if c.flavor]
         volumes = [self.lab.block_storage.get_volume(self._full(n)) for n in self.list_volumes()]
+        shares = ([self.lab.shared_file_system.get_share(self._full(n)) for n in self.list_shares()]
+                  if self.lab.started_service("shared_file_system") else [])
         return {"servers": len(servers), "containers": len(containers),
                 "vcpus": sum(f.vcpus for f in flavors), "ram_mib": sum(f.ram_mib for f in flavors),
-                "volumes": len(volumes), "gigabytes": sum(v.size for v in volumes)}
+                "volumes": len(volumes), "gigabytes": sum(v.size for v in volumes),
+                "shares": len(shares), "share_gigabytes": sum(sh.size for sh in shares)}
 
     def _check(self, **asked):
         used = self.quota_usage()
@@ -210,6 +214,43 @@ class Project:
         self.lab.block_storage.delete_volume(volume)
         self.meter.stop("volume", name)
 
+    # -- shares -------------------------------------------------------------------------
+
+    def create_share(self, name, size=1):
+        """Create an NFS share of ``size`` GiB owned by this project.
+
+        Raises:
+            QuotaExceeded: the ``shares`` or ``share_gigabytes`` quota would be passed.
+        """
+        self.meter.request("create_share")
+        with self._lock:
+            self._check(shares=1, share_gigabytes=size)
+            share = self.lab.shared_file_system.create_share(self._full(name), size)
+            self.meter.start("share", name, gib=size)
+        return share
+
+    def list_shares(self):
+        """Names of this project's shares."""
+        return self._own(sh.name for sh in self.lab.shared_file_system.list_shares())
+
+    def get_share(self, name):
+        """This project's share ``name``.
+
+        Raises:
+            NotFound: it is not this project's.
+        """
+        self.meter.request("get_share")
+        if name in self.list_shares():
+            return self.lab.shared_file_system.get_share(self._full(name))
+        raise NotFound(f"no share named {name!r} in project {self.name}",
+                       fix=f"this project's shares: {', '.join(self.list_shares()) or '(none)'}")
+
+    def delete_share(self, name):
+        """Delete this project's share ``name``."""
+        share = self.get_share(name)
+        self.lab.shared_file_system.delete_share(share)
+        self.meter.stop("share", name)
+
     # -- objects ------------------------------------------------------------------------
 
     def _swift(self):
@@ -281,6 +322,9 @@ class Project:
             self.delete_server(name)
         for name in self.list_volumes():
             self.delete_volume(name)
+        if self.lab.started_service("shared_file_system"):
+            for name in self.list_shares():
+                self.delete_share(name)
 
     def __repr__(self):
         return f"<Project {self.name}>"

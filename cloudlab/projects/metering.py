@@ -14,7 +14,7 @@ PRICES = {"server_hours": 0.01, "vcpu_hours": 0.02, "gib_hours": 0.0002, "reques
 
 @dataclasses.dataclass
 class UsageRecord:
-    """One resource held: kind (server, container, volume), name, size, and when (seconds since the epoch)."""
+    """One resource held: kind (server, container, volume, share), name, size, and when (seconds since the epoch)."""
 
     kind: str
     name: str
@@ -57,7 +57,7 @@ class Meter:
         compute = [r for r in self.records if r.kind in ("server", "container")]
         return {"server_hours": sum(r.hours(until) for r in compute),
                 "vcpu_hours": sum(r.vcpus * r.hours(until) for r in compute),
-                "gib_hours": sum(r.gib * r.hours(until) for r in self.records if r.kind == "volume"),
+                "gib_hours": sum(r.gib * r.hours(until) for r in self.records if r.kind in ("volume", "share")),
                 "requests": sum(self.requests.values())}
 
 
