@@ -148,6 +148,12 @@ def test_deploy_refuses_bad_input_before_anything_starts(lab, app, tmp_path):
         lab.platform.deploy(app.folder, name="big", instances=7)
     with pytest.raises(cl.QuotaExceeded, match="quota 'instances'"):
         app.scale(lab.platform.max_instances + 1)
+    lab.compute.create_flavor("x1.huge", vcpus=1, ram_mib=1 << 20, disk_gib=1)
+    lab.compute.create_flavor("x1.wide", vcpus=64, ram_mib=128, disk_gib=1)
+    with pytest.raises(cl.QuotaExceeded, match="MiB free"):
+        lab.platform.deploy(app.folder, name="huge", flavor="x1.huge")
+    with pytest.raises(cl.QuotaExceeded, match="host's .* cores"):
+        app.resize("x1.wide")
     assert set(lab.containers.statuses()) == before        # nothing started
     assert [a.name for a in lab.platform.list_apps()] == ["notes"]
     with pytest.raises(cl.NotFound):

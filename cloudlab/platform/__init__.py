@@ -475,6 +475,11 @@ class Platform:
             raise QuotaExceeded(f"quota 'instances' is {self.max_instances}: other apps use {others}, "
                                 f"and {instances} more do not fit",
                                 fix=f"ask for at most {self.max_instances - others}, or delete an app")
+        import os
+        cores = os.cpu_count() or 1
+        if flavor.vcpus > cores:
+            raise QuotaExceeded(f"flavor {flavor.name} has {flavor.vcpus} vCPUs; an instance cannot have more than "
+                                f"the host's {cores} cores", fix="choose a flavor with fewer vCPUs")
         mine = len(app.instances) if app is not None else 0
         more_mib = max(0, instances - mine) * flavor.ram_mib
         free = self.lab.host.free_memory_mib()
