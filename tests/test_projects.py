@@ -148,3 +148,21 @@ def test_shares_belong_to_their_project_within_its_quota(lab):
     assert teal.quota_usage()["share_gigabytes"] == 1 and teal.usage()["gib_hours"] > 0
     teal.delete_share("docs")
     assert teal.list_shares() == []
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_projects_are_keystones_when_the_identity_service_runs():
+    if not config.netns():
+        pytest.skip("lab tests run inside a network namespace: set CLOUDLAB_NETNS (make test does)")
+    lab = cl.Lab(name="projks")
+    try:
+        identity = lab.identity                          # a real Keystone
+        plain = cl.Lab(name="projks2").projects.create_project("plain")
+        assert plain.keystone_id is None                 # no identity service there: no Keystone call
+        coral = lab.projects.create_project("coral")
+        assert coral.keystone_id is not None and coral.keystone_id == identity.project_id("coral")
+        found = identity.client.find("projects", "coral")
+        assert found is not None and found["id"] == coral.keystone_id
+    finally:
+        lab.stop()

@@ -50,6 +50,7 @@ class Project:
         self.quotas = dict(quotas)
         self.meter = Meter(clock)
         self._lock = threading.RLock()
+        self.keystone_id = None       # the project's id in Keystone, when the lab's identity service runs
 
     def _full(self, name):
         if not isinstance(name, str) or not name:
@@ -352,8 +353,12 @@ class Projects:
         """Forget the projects (the lab's services remove their resources when they stop)."""
         self._projects.clear()
 
-    def create_project(self, name, quotas=None):
+    def create_project(self, name, quotas=None, keystone=None):
         """Create project ``name`` with ``quotas`` (missing ones take :data:`DEFAULT_QUOTAS`).
+
+        With ``keystone`` (default: when the lab's identity service already runs) the
+        project is made in Keystone too, and ``project.keystone_id`` is its id there: the
+        same tenant that OpenStack's APIs and the ``openstack`` CLI know.
 
         Raises:
             InvalidInput: a bad name or quota.
@@ -367,6 +372,12 @@ class Projects:
                 raise Conflict(f"a project named {name!r} exists", fix="choose another name")
             project = Project(self, name, DEFAULT_QUOTAS, self.clock)
             project.set_quota(**(quotas or {}))
+            if keystone or (keystone is None and self.lab is not None and self.lab.started_service("identity")):
+                identity = self.lab.identity
+                try:
+                    project.keystone_id = identity.create_project(name, f"cloudlab project {name}")
+                except Conflict:
+                    project.keystone_id = identity.project_id(name)      # made by an earlier run: the same one
             self._projects[name] = project
             return project
 
