@@ -20,7 +20,7 @@ SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daem
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
 	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd dnsmasq-utils \
 	nfs-ganesha nfs-ganesha-vfs xfsprogs podman runc conmon containernetworking-plugins iptables \
-	chromium chromium-driver fonts-noto-cjk postgresql
+	chromium chromium-driver fonts-noto-cjk postgresql haproxy
 # (chromium, chromium-driver: the browser test runs lab 00 in JupyterLab in headless Chromium;
 #  fonts-noto-cjk gives its screenshot the labs' Korean glyphs)
 

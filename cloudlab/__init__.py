@@ -6,6 +6,7 @@ Start here::
     lab = cl.Lab(cl.AllInOne())
 """
 
+from . import platform, projects
 from .teaching import diagrams, widgets
 from .teaching.check import Checklist, check
 from .teaching.exercise import check_exercise
@@ -18,7 +19,7 @@ from .topology import AllInOne, ThreeNode, Topology, TwoNode
 __version__ = "0.1.0"
 
 __all__ = [
-    "Lab", "doctor", "diagrams", "widgets", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
+    "Lab", "platform", "projects", "doctor", "diagrams", "widgets", "Topology", "AllInOne", "TwoNode", "ThreeNode", "check", "Checklist", "check_exercise",
     "CloudlabError", "InvalidInput", "NotFound", "Conflict", "ResourceTimeout",
     "MissingPrerequisite", "QuotaExceeded", "NoValidHost", "HostUnreachable",
 ]

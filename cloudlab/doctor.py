@@ -153,6 +153,8 @@ def run():
                  purpose="block storage lab: volumes served over NBD"),
         _program("podman", "podman runc containernetworking-plugins", required=False,
                  purpose="container service, labs 05 and later"),
+        _program("haproxy", "haproxy", required=False, purpose="the platform's load balancer, labs 01 and 02"),
+        _program("wrk", "wrk", required=False, purpose="load generator, lab 02 and the benchmarks"),
         _image(),
         _accelerator(),
         _memory(),

@@ -34,6 +34,8 @@ SERVICES = {
     "database": "cloudlab.database:Database",
     "ntp": "cloudlab.ntp:TimeService",
     "identity": "cloudlab.api.identity:Identity",
+    "platform": "cloudlab.platform:Platform",
+    "projects": "cloudlab.projects:Projects",
     "api": "cloudlab.api:OpenStackAPI",
 }
 

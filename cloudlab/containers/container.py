@@ -292,6 +292,19 @@ class Container:
                              what=f"stopping container {self.name}")
         return self
 
+    def kill(self, signal="KILL"):
+        """Send ``signal`` to the container's main process from outside (as a crash or the OOM killer would).
+
+        Unlike a signal sent from inside, the kernel delivers this one to the
+        namespace's PID 1 whether or not it has a handler.
+
+        Raises:
+            Conflict: the container is not running.
+        """
+        self._require_pid()
+        self._engine.run("kill", "--signal", str(signal), self.podman_name, what=f"killing container {self.name}")
+        return self
+
     def start(self):
         """Start a STOPPED or CREATED container again (its main command runs anew, its files are kept).
 

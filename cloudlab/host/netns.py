@@ -53,3 +53,62 @@ def delete(name):
 def enter_args(name):
     """Command prefix that runs a command inside namespace ``name`` (or nothing when None)."""
     return ["nsenter", f"--net={path(name)}"] if name else []
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise CloudlabError(f"entering a network namespace failed: {os.strerror(errno)}",
+                            fix="run as root (entering a namespace needs CAP_SYS_ADMIN)")
+
+
+def socket_in(name, family=None, kind=None):
+    """A new socket that lives in namespace ``name`` (None: the caller's own network).
+
+    A socket belongs to the namespace of the thread that created it, for its whole
+    life.  So a short-lived thread enters ``name`` (``setns`` changes only the calling
+    thread), creates the socket and ends; the socket then connects to addresses inside
+    the namespace from any thread, while the rest of the program stays where it was.
+    """
+    import socket
+    import threading
+    family = socket.AF_INET if family is None else family
+    kind = socket.SOCK_STREAM if kind is None else kind
+    if not name:
+        return socket.socket(family, kind)
+    result = {}
+
+    def make():
+        try:
+            with open(path(name)) as ns_file:
+                _setns(ns_file.fileno())
+            result["socket"] = socket.socket(family, kind)
+        except (OSError, CloudlabError) as exc:
+            result["error"] = exc
+
+    # the thread ends inside the namespace: a thread is never reused, so nothing else runs there
+    worker = threading.Thread(target=make, name=f"netns-{name}")
+    worker.start()
+    worker.join()
+    if "error" in result:
+        exc = result["error"]
+        if isinstance(exc, CloudlabError):
+            raise exc
+        raise CloudlabError(f"no socket in network namespace {name}: {exc}",
+                            fix="python -m cloudlab host up") from None
+    return result["socket"]
+
+
+def free_port(name, address):
+    """A TCP port nobody listens on at ``address`` inside namespace ``name`` (the kernel picks it)."""
+    sock = socket_in(name)
+    try:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+    finally:
+        sock.close()
