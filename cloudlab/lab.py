@@ -17,7 +17,7 @@ import importlib
 import threading
 
 from . import config
-from .errors import CloudlabError, InvalidInput
+from .errors import CloudlabError, Conflict, InvalidInput
 from .topology import AllInOne, Topology
 
 # attribute -> "module:Class"; imported on first use so that a missing optional
@@ -65,6 +65,8 @@ class Lab:
         self.name = name
         self._services = {}
         self._lock = threading.RLock()
+        self._stop_lock = threading.RLock()
+        self._stopping = False
         self.started = False
 
     @property
@@ -89,6 +91,10 @@ class Lab:
         """The service object for ``attribute`` (see ``SERVICES``), started on first use."""
         with self._lock:
             if attribute not in self._services:
+                if self._stopping:
+                    # a service's thread asking for one that already stopped must not start it again
+                    raise Conflict(f"lab {self.name} is stopping: its {attribute} service is not started again",
+                                   fix="start the lab again once it has stopped")
                 if attribute not in SERVICES:
                     raise InvalidInput(f"the lab has no service {attribute!r}",
                                        fix=f"use one of {', '.join(sorted(SERVICES))}")
@@ -140,13 +146,27 @@ class Lab:
     def stop(self):
         """Stop every service this lab started, newest first, removing what they created."""
         errors = []
-        with self._lock:
-            for attribute in reversed(list(self._services)):
-                try:
-                    self._services.pop(attribute).stop()
-                except CloudlabError as exc:
-                    errors.append(f"{attribute}: {exc}")
-            self.started = False
+        # Each service stops without the lab's lock held: a service's own thread (the
+        # platform's watcher, say) may hold the service's lock and be asking the lab for
+        # another service, and would wait for the lab's lock forever.  A stopping service
+        # still finds the older ones it uses (they stop after it); none starts anew.
+        with self._stop_lock:
+            with self._lock:
+                self._stopping = True
+                order = list(reversed(list(self._services.items())))
+            try:
+                for attribute, svc in order:
+                    try:
+                        svc.stop()
+                    except CloudlabError as exc:
+                        errors.append(f"{attribute}: {exc}")
+                    finally:
+                        with self._lock:
+                            self._services.pop(attribute, None)
+            finally:
+                with self._lock:
+                    self._stopping = False
+                    self.started = False
         if errors:
             raise CloudlabError("some services did not stop cleanly: " + "; ".join(errors))
 

@@ -1,5 +1,8 @@
 """Unit tests of the package's core: errors, settings, topologies, the Lab object, self-checks."""
 
+import threading
+import time
+
 import pytest
 
 import cloudlab as cl
@@ -118,6 +121,56 @@ def test_lab_starts_services_once_and_stops_them_in_reverse(monkeypatch):
     lab.beta  # noqa: B018
     lab.stop()
     assert events == [("start", "svc0"), ("start", "svc1"), ("stop", "svc1"), ("stop", "svc0")]
+
+
+class Watched:
+    """A service whose own thread holds the service's lock while it asks the lab for another service."""
+
+    def __init__(self, lab):
+        self.lab, self.lock, self.asked = lab, threading.Lock(), threading.Event()
+        self.answers = []
+
+    def start(self):
+        pass
+
+    def watch(self):
+        with self.lock:
+            self.asked.set()
+            time.sleep(0.2)                 # stop() is called meanwhile
+            for attribute in ("alpha", "gamma"):
+                try:
+                    self.answers.append(type(self.lab.service(attribute)).__name__)
+                except cl.Conflict:
+                    self.answers.append("Conflict")
+
+    def stop(self):
+        with self.lock:                     # as a service's stop takes its own lock
+            pass
+
+
+def test_stopping_does_not_deadlock_with_a_service_thread_and_starts_nothing_anew(monkeypatch):
+    import cloudlab.lab as lab_module
+    globals()["Fake"] = type("Fake", (), {"__init__": lambda self, lab: None, "start": lambda self: None,
+                                          "stop": lambda self: None})
+    globals()["Watched"] = Watched
+    monkeypatch.setitem(lab_module.SERVICES, "alpha", "tests.test_core:Fake")
+    monkeypatch.setitem(lab_module.SERVICES, "gamma", "tests.test_core:Fake")
+    monkeypatch.setitem(lab_module.SERVICES, "watched", "tests.test_core:Watched")
+    lab = cl.Lab()
+    lab.alpha  # noqa: B018 - older than the watched service: it stops after it
+    watched = lab.watched
+    thread = threading.Thread(target=watched.watch, daemon=True)
+    thread.start()
+    watched.asked.wait(5)
+    stopper = threading.Thread(target=lab.stop, daemon=True)
+    stopper.start()
+    stopper.join(10)
+    thread.join(10)
+    assert not stopper.is_alive() and not thread.is_alive(), "lab.stop() and the service's thread deadlocked"
+    # the older service is still found while the newer one stops; a missing one is not started
+    assert watched.answers == ["Fake", "Conflict"]
+    assert lab.services == [] and not lab.started
+    assert type(lab.gamma).__name__ == "Fake"        # once stopped, the lab starts services again
 
 
 def test_check_prints_pass_and_fail(capsys):

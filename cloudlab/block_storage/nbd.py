@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from ..errors import CloudlabError, MissingPrerequisite, ResourceTimeout
+from ..host import ownership
 from ..process import stop_process
 from .backend import FileBackend
 
@@ -138,7 +139,8 @@ class NbdBackend(FileBackend):
                 "--nbd-server", f"addr.type=inet,addr.host={self.address},addr.port={port}"]
             try:
                 with open(log, "wb") as out:
-                    self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                  env=ownership.child_env())
             except FileNotFoundError:
                 raise MissingPrerequisite("qemu-storage-daemon is not installed",
                                           fix="run `make lab`, or `sudo apt-get install qemu-system-x86`") from None
