@@ -1,16 +1,6 @@
-"""Test-wide settings.
-
-Tests and notebooks always run the lab host inside a network namespace of their
-own (HOST.md's traffic rule): `make test` sets CLOUDLAB_NETNS, and a bare
-`pytest` run gets the same default here, before any kernel or server starts.
-"""
+"""Settings of the tests in tests/ (the settings of every run, notebooks included, are in ../conftest.py)."""
 
 import os
-
-os.environ.setdefault("CLOUDLAB_NETNS", "cloudlab-test")
-# notebooks under nbval and the grader print the widgets' plain-text form: a widget would leave
-# only a random model id behind, and the text form is what the stored notebooks show
-os.environ["CLOUDLAB_WIDGETS"] = "text"
 
 
 def pytest_collection_finish(session):
