@@ -152,6 +152,7 @@ def test_lab_00_runs_top_to_bottom_in_jupyterlab(jupyterlab, browser):
 
 
 def run_lab_00(jupyterlab, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     url, log = jupyterlab
@@ -161,7 +162,9 @@ def run_lab_00(jupyterlab, browser):
 
     assert "/lab/tree/labs/00_start_here.ipynb?" in url       # make lab opens lab 00 first
     browser.get(url)
-    wait = WebDriverWait(browser, 120, poll_frequency=0.5)
+    # JupyterLab re-renders outputs while cells run: an element found a moment ago may be gone
+    # when its text is read, and the wait then simply looks again
+    wait = WebDriverWait(browser, 120, poll_frequency=0.5, ignored_exceptions=[StaleElementReferenceException])
     page = "#jp-main-dock-panel .jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
 
     def notebook_text(d):
@@ -180,7 +183,7 @@ def run_lab_00(jupyterlab, browser):
 
     # done when every code cell has its execution count and nothing is running
     codes = len(cells)
-    long_wait = WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=1)
+    long_wait = WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=1, ignored_exceptions=[StaleElementReferenceException])
     long_wait.until(lambda d: len([p for p in d.find_elements(By.CSS_SELECTOR, f"{page} .jp-CodeCell .jp-InputPrompt")
                                    if re.fullmatch(r"\[\d+\]:", p.text.strip())]) == codes)
     text = notebook_text(browser)

@@ -89,6 +89,11 @@ def plug(pid, link, bridge, netns=None, what="the node"):
         netns: the lab's network namespace (where the bridge is), or None for the host's network.
     """
     ip = ["ip"] + (["-n", netns] if netns else [])
+    # The name is this folder's own (link_name): one still there is the cable of an earlier node
+    # of the same folder, whose namespace the kernel has not finished tearing down (that runs
+    # asynchronously after its last process ends), or of one that died unplugged.  It goes first.
+    if subprocess.run(ip + ["link", "show", link], capture_output=True).returncode == 0:
+        subprocess.run(ip + ["link", "del", link], capture_output=True)
     run(ip + ["link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", str(pid)],
         f"plugging {what} into the lab network")
     run(ip + ["link", "set", link, "master", bridge, "up"], f"joining {what} to bridge {bridge}")
