@@ -32,7 +32,7 @@ from aiohttp import web
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault
-from .microversion import VERSION, Microversions, vstr
+from .microversion import VERSION, Microversions, ProjectScopedAPI, vstr
 
 MICROVERSIONS = Microversions(("volume", "block-storage"), (3, 0), (3, 71))
 NAMESPACE = uuid.UUID("0b6f2a52-6c1e-4f7e-9d0c-6a1b8a1c3e11")
@@ -63,7 +63,7 @@ def version_doc(base):
                              "type": "application/vnd.openstack.volume+json;version=3"}]}
 
 
-class BlockStorageAPI:
+class BlockStorageAPI(ProjectScopedAPI):
     """Cinder's v3 REST API over ``lab.block_storage``; the compute API attaches through it.
 
     Args:
@@ -74,11 +74,8 @@ class BlockStorageAPI:
     service_user = "cinder"
     catalog_name = "block-storage"
 
-    def __init__(self, api, auth):
-        self.api = api
-        self.lab = api.lab
-        self.auth = auth
-        self.base = None
+    microversions = MICROVERSIONS
+    version_path = "/v3"
 
     def catalog(self):
         """The catalog entries: ``block-storage`` (the official type) and ``volumev3`` (what clients also look for)."""
@@ -123,23 +120,6 @@ class BlockStorageAPI:
         r.add_get(p + "/extensions", self.extensions)
         app.on_response_prepare.append(MICROVERSIONS.headers)
         return app
-
-    @staticmethod
-    def _public(request):
-        return request.method == "GET" and request.path.rstrip("/") in ("", "/v3")
-
-    async def _negotiate(self, request):
-        # the version documents answer whatever version the client asks for: that is how it learns the range
-        if not self._public(request):
-            await MICROVERSIONS.negotiate(request)
-
-    async def _project_in_url(self, request):
-        """Cinder's check: the URL's project is the token's (else 400 Malformed request url)."""
-        wanted = request.match_info.get("project_id")
-        ctx = request.get(CONTEXT)
-        if wanted and ctx is not None and wanted != ctx.project_id and not ctx.is_admin:
-            raise ApiError(400, f"Malformed request url: the URL names project {wanted}, the token project "
-                                f"{ctx.project_id}")
 
     async def versions(self, request):
         """``GET /``: the versions (300 Multiple Choices, as Cinder answers at its root)."""

@@ -15,7 +15,7 @@ import re
 
 from aiohttp import web
 
-from .http import ApiError
+from .http import CONTEXT, ApiError
 
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 VERSION = web.RequestKey("microversion", tuple)
@@ -87,3 +87,41 @@ class Microversions:
             if version is not None:
                 response.headers[self.legacy] = vstr(version)
         response.headers["Vary"] = ", ".join(vary)
+
+
+class ProjectScopedAPI:
+    """What Cinder's and Manila's APIs share: project-scoped URLs and microversions negotiated per request.
+
+    A subclass sets ``microversions`` (its :class:`Microversions`) and ``version_path``
+    (``"/v3"``), and lists :meth:`_negotiate` and :meth:`_project_in_url` among its
+    middleware checks.
+
+    Args:
+        api: the :class:`~cloudlab.api.OpenStackAPI`.
+        auth: the :class:`~cloudlab.api.auth.TokenCheck` for the service's user.
+    """
+
+    microversions = None
+    version_path = None
+
+    def __init__(self, api, auth):
+        self.api = api
+        self.lab = api.lab
+        self.auth = auth
+        self.base = None
+
+    def _public(self, request):
+        return request.method == "GET" and request.path.rstrip("/") in ("", self.version_path)
+
+    async def _negotiate(self, request):
+        # the version documents answer whatever version the client asks for: that is how it learns the range
+        if not self._public(request):
+            await self.microversions.negotiate(request)
+
+    async def _project_in_url(self, request):
+        """The URL's project is the token's (else 400 Malformed request url, as Cinder and Manila answer)."""
+        wanted = request.match_info.get("project_id")
+        ctx = request.get(CONTEXT)
+        if wanted and ctx is not None and wanted != ctx.project_id and not ctx.is_admin:
+            raise ApiError(400, f"Malformed request url: the URL names project {wanted}, the token project "
+                                f"{ctx.project_id}")

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from ..errors import Conflict, InvalidInput
 from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault
-from .microversion import VERSION, Microversions, vstr
+from .microversion import VERSION, Microversions, ProjectScopedAPI, vstr
 
 MICROVERSIONS = Microversions(("shared-file-system", "sharev2", "share"), (2, 0), (2, 81),
                               legacy="X-OpenStack-Manila-API-Version", answer_standard=False)
@@ -64,7 +64,7 @@ def version_docs(base):
              "links": links + [{"rel": "self", "href": f"{base}/v2/"}], "media-types": media}]
 
 
-class SharedFileSystemAPI:
+class SharedFileSystemAPI(ProjectScopedAPI):
     """Manila's v2 REST API over ``lab.shared_file_system``.
 
     Args:
@@ -75,11 +75,8 @@ class SharedFileSystemAPI:
     service_user = "manila"
     catalog_name = "shared-file-system"
 
-    def __init__(self, api, auth):
-        self.api = api
-        self.lab = api.lab
-        self.auth = auth
-        self.base = None
+    microversions = MICROVERSIONS
+    version_path = "/v2"
 
     def catalog(self):
         """The catalog entries: ``sharev2`` (the type python-manilaclient and devstack use) and the official one."""
@@ -117,22 +114,6 @@ class SharedFileSystemAPI:
         r.add_get(p + "/limits", self.limits)
         app.on_response_prepare.append(MICROVERSIONS.headers)
         return app
-
-    @staticmethod
-    def _public(request):
-        return request.method == "GET" and request.path.rstrip("/") in ("", "/v2")
-
-    async def _negotiate(self, request):
-        # the version documents answer whatever version the client asks for: that is how it learns the range
-        if not self._public(request):
-            await MICROVERSIONS.negotiate(request)
-
-    async def _project_in_url(self, request):
-        wanted = request.match_info.get("project_id")
-        ctx = request.get(CONTEXT)
-        if wanted and ctx is not None and wanted != ctx.project_id and not ctx.is_admin:
-            raise ApiError(400, f"Malformed request url: the URL names project {wanted}, the token project "
-                                f"{ctx.project_id}")
 
     async def versions(self, request):
         """``GET /``: the versions (300 Multiple Choices, as Manila answers at its root)."""
