@@ -125,22 +125,12 @@ def render(address, port, recovery, exports):
     return text
 
 
-def _run(args, what):
-    try:
-        return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        raise MissingPrerequisite(f"{what}: {args[0]} is not installed",
-                                  fix="run `make lab` (it installs xfsprogs and util-linux)") from None
-    except subprocess.CalledProcessError as exc:
-        raise CloudlabError(f"{what}: `{' '.join(args)}` failed: {(exc.stderr or exc.stdout).strip()[-300:]}") from None
-
-
 def make_filesystem(image, size_gib):
     """A sparse image file of ``size_gib`` GiB holding an empty XFS filesystem."""
     with open(image, "wb") as f:
         f.truncate(size_gib * 2**30)
     # -K: no discard pass over a fresh file
-    _run(["mkfs.xfs", "-q", "-f", "-K", "-L", "share", str(image)], f"making the filesystem of {image.name}")
+    node.run(["mkfs.xfs", "-q", "-f", "-K", "-L", "share", str(image)], f"making the filesystem of {image.name}")
 
 
 class ShareServer:
@@ -293,7 +283,7 @@ class ShareServer:
 
     def _in_namespace(self, args, what):
         """Run ``args`` inside the server's mount namespace (where the shares are mounted)."""
-        return _run(["nsenter", "-t", str(self.pid), "-m", *args], what)
+        return node.run(["nsenter", "-t", str(self.pid), "-m", *args], what)
 
     def mount(self, share_id, image):
         """Loop-mount a share's filesystem inside the server's mount namespace."""
@@ -320,7 +310,7 @@ class ShareServer:
         """Grow a mounted share's image to ``size_gib`` GiB and its filesystem with it (online)."""
         with open(image, "r+b") as f:
             f.truncate(size_gib * 2**30)
-        device = _run(["losetup", "-j", str(image), "-O", "NAME", "-n"], f"finding the loop device of {image.name}")
+        device = node.run(["losetup", "-j", str(image), "-O", "NAME", "-n"], f"finding the loop device of {image.name}")
         device = device.split()[0] if device.split() else None
         if device is None:
             raise CloudlabError(f"share {share_id} has no loop device", fix="is the share server running?")
