@@ -136,6 +136,20 @@ class Process:
             return False
 
 
+def owner_of(pid):
+    """The owner mark (a lab host's state folder) in process ``pid``'s environment, or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return None
+    mark = f"{OWNER_VARIABLE}=".encode()
+    for entry in entries:
+        if entry.startswith(mark):
+            return entry[len(mark):].decode(errors="replace")
+    return None
+
+
 def read_process(pid):
     """The :class:`Process` with ``pid``, or None when it is gone or unreadable."""
     base = f"/proc/{pid}"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .. import arguments
 from ..errors import CloudlabError, Conflict, InvalidInput, NotFound
-from ..host import node
+from ..host import node, ownership
 from ..records import Records
 from .ganesha import HOST_NUMBER, ShareServer, make_filesystem
 from .share import (ACCESS_LEVELS, ACTIVE, APPLYING, AVAILABLE, CREATING, DELETING, DENYING, ERROR,
@@ -402,6 +402,12 @@ def leftovers(home, prefix):
                     found.append(f"process {proc.name}: {text[:120]}")
             ns = os.stat(proc / "ns" / "mnt").st_ino
             if ns in namespaces:
+                continue
+            # a daemon of another lab host (another CLOUDLAB_HOME) made its private mount namespace
+            # as a copy of the machine's while this lab's mounts were up: its copies are its own,
+            # gone when it ends, and not this lab's to clean (two labs on one machine, as in class)
+            owner = ownership.owner_of(proc.name)
+            if owner and not owner.startswith(home.rstrip("/") + "/"):
                 continue
             namespaces.add(ns)
             for line in (proc / "mountinfo").read_text(errors="replace").splitlines():
