@@ -667,7 +667,7 @@ class Nodes:
             shutil.which("dnsmasq", path="/usr/sbin:/sbin:" + os.environ.get("PATH", "")) or "dnsmasq",
             "--keep-in-foreground", "--port=0", "--bind-interfaces", f"--interface={TENANT_BRIDGE}",
             "--except-interface=lo", f"--dhcp-range={first},{last},{net.netmask},{config.dhcp_lease_minutes()}m",
-            f"--dhcp-leasefile={self.lease_file}", "--dhcp-authoritative", "--conf-file=",
+            f"--dhcp-leasefile={self.lease_file}", "--dhcp-authoritative", "--no-ping", "--conf-file=",
             f"--pid-file={controller.state_path / 'dnsmasq.pid'}"])
 
     def leases(self, macs=None):
