@@ -1,5 +1,6 @@
-"""Cinder v3 and Manila v2 against the lab, with the real clients: the openstack CLI (its volume commands,
-python-manilaclient's share commands), openstacksdk's block_storage proxy, and raw requests for the faults.
+"""Cinder v3, Manila v2 and Trove v1.0 against the lab, with the real clients: the openstack CLI (its volume
+commands, python-manilaclient's share commands, python-troveclient's database commands), openstacksdk's
+block_storage proxy, and raw requests for the faults.
 
 One lab serves the module: the real Keystone, the APIs on loopback, one server booted on the lab host's
 libvirt inside the test network namespace (it takes a volume through Nova, and is resized with confirm
@@ -66,6 +67,12 @@ def manila(api, method, path, tok, body=None, raw=None, version="2.81", user="de
                             data=raw if raw is not None else json.dumps(body) if body is not None else None)
 
 
+def trove(api, method, path, tok, body=None, raw=None, user="demo"):
+    headers = {"X-Auth-Token": tok, "Content-Type": "application/json"}
+    return requests.request(method, f"{api.urls['database']}/v1.0/{project(api, user)}{path}", headers=headers,
+                            timeout=120, data=raw if raw is not None else json.dumps(body) if body is not None else None)
+
+
 def wait_until(what, condition, timeout=BOOT_TIMEOUT):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -78,7 +85,7 @@ def wait_until(what, condition, timeout=BOOT_TIMEOUT):
 def test_catalog_has_block_storage_and_shared_file_systems(api):
     catalog = {entry["Type"]: entry["Endpoints"][0]["url"] for entry in osc(api, "catalog", "list")}
     mine = project(api)
-    for kind in ("block-storage", "volumev3", "sharev2", "shared-file-system"):
+    for kind in ("block-storage", "volumev3", "sharev2", "shared-file-system", "database"):
         assert catalog[kind].endswith("/" + mine), kind      # $(project_id)s filled in by Keystone
     rows = {row["project"]: row for row in api.service_map()}
     assert rows["Cinder"]["endpoint"] and rows["Manila"]["endpoint"]
@@ -253,6 +260,87 @@ def test_share_create_access_export_delete_through_the_cli(api, lab):
 
 
 # -- bad input: the faults clients expect, never a traceback --------------------------------
+
+# -- Trove through python-troveclient's database commands ----------------------------------
+
+def test_database_instance_databases_users_and_backups_through_the_cli(api, lab):
+    assert {f["Name"] for f in osc(api, "database", "flavor", "list")} >= {"m1.tiny", "m1.small"}
+    stores = osc(api, "datastore", "list")
+    assert [v["Name"] for v in osc(api, "datastore", "version", "list", "postgresql")] == \
+        lab.database.list_datastores()["postgresql"]
+    assert [d["Name"] for d in stores] == ["postgresql"]
+    created = osc(api, "database", "instance", "create", "clidb", "--flavor", "m1.tiny", "--size", "1",
+                  "--datastore", "postgresql", "--databases", "notes", "--users", "app:s3cret-pw")
+    assert created["name"] == "clidb" and created["status"] == "BUILD"
+    try:
+        lab.database.wait_for_instance("clidb", timeout=BOOT_TIMEOUT)
+        instance = lab.database.get_instance("clidb")
+        assert instance.project_id == project(api) and instance.id == created["id"]
+        listed = {i["Name"]: i for i in osc(api, "database", "instance", "list")}
+        assert listed["clidb"]["Status"] == "ACTIVE" and listed["clidb"]["Datastore"] == "postgresql"
+        shown = osc(api, "database", "instance", "show", "clidb")
+        assert shown["flavor"] == "m1.tiny" and shown["volume"] == 1 and instance.address in shown["ip"]
+        # another project neither lists nor finds it
+        assert osc(api, "database", "instance", "list", cloud="cloudlab-other") == []
+        hidden = api.cli("database", "instance", "show", created["id"], cloud="cloudlab-other", check=False)
+        assert hidden.returncode != 0
+
+        # a database and an account through the API, used through PostgreSQL's own protocol
+        api.cli("database", "db", "create", "clidb", "shop")
+        assert {d["Name"] for d in osc(api, "database", "db", "list", "clidb")} >= {"notes", "shop"}
+        api.cli("database", "user", "create", "clidb", "clerk", "an0ther-pw", "--databases", "shop")
+        users = {u["Name"]: u for u in osc(api, "database", "user", "list", "clidb")}
+        assert set(users) >= {"app", "clerk"} and "shop" in users["clerk"]["Databases"]
+        with instance.connect("clerk", "an0ther-pw", database="shop") as conn:
+            conn.execute("CREATE TABLE items (name text)")
+            conn.execute("INSERT INTO items VALUES ('lamp')")
+            conn.commit()
+
+        # a backup into the object store, listed and shown
+        backup = osc(api, "database", "backup", "create", "clibak", "--instance", "clidb")
+        assert backup["status"] == "COMPLETED" and backup["instance_id"] == created["id"]
+        assert [b["Name"] for b in osc(api, "database", "backup", "list")] == ["clibak"]
+        # a restart keeps the rows
+        api.cli("database", "instance", "restart", "clidb")
+        lab.database.wait_for_instance("clidb", timeout=BOOT_TIMEOUT)
+        with instance.connect("clerk", "an0ther-pw", database="shop") as conn:
+            assert conn.execute("SELECT name FROM items").fetchall() == [("lamp",)]
+        api.cli("database", "backup", "delete", "clibak")
+        assert lab.database.list_backups() == []
+        api.cli("database", "user", "delete", "clidb", "clerk")
+        api.cli("database", "db", "delete", "clidb", "shop")
+        assert "shop" not in lab.database.list_databases("clidb")
+    finally:
+        api.cli("database", "instance", "delete", "clidb", check=False)
+    assert "clidb" not in {i.name for i in lab.database.list_instances()}
+
+
+def test_trove_faults_name_what_was_wrong(api, lab):
+    tok = token(api)
+    assert requests.get(f"{api.urls['database']}/v1.0/{project(api)}/instances", timeout=30).status_code == 401
+    versions = requests.get(f"{api.urls['database']}/", timeout=30).json()["versions"]
+    assert [v["id"] for v in versions] == ["v1.0"]
+    bad = trove(api, "POST", "/instances", tok, raw="{not json")
+    assert bad.status_code == 400 and "badRequest" in bad.json()
+    missing = trove(api, "POST", "/instances", tok, body={"instance": {"name": "nofl"}})
+    assert missing.status_code == 400 and "flavorRef" in missing.json()["badRequest"]["message"]
+    unknown = trove(api, "POST", "/instances", tok, body={"instance": {"name": "nofl", "flavorRef": "m9.huge"}})
+    assert unknown.status_code == 404 and "m9.huge" in unknown.json()["itemNotFound"]["message"]
+    store = trove(api, "POST", "/instances", tok, body={"instance": {"name": "nods", "flavorRef": "m1.tiny",
+                                                                       "datastore": {"type": "mysql"}}})
+    assert store.status_code == 404 and "mysql" in json.dumps(store.json())
+    named = trove(api, "POST", "/instances", tok, body={"instance": {"name": "bad name!", "flavorRef": "m1.tiny"}})
+    assert named.status_code == 400 and "bad name!" in named.json()["badRequest"]["message"]
+    users = trove(api, "POST", "/instances", tok, body={"instance": {"name": "nousr", "flavorRef": "m1.tiny",
+                                                                       "users": [{"name": "u"}]}})
+    assert users.status_code == 400 and "users[0]/password" in users.json()["badRequest"]["message"]
+    gone = trove(api, "GET", "/instances/00000000-0000-0000-0000-000000000000", tok)
+    assert gone.status_code == 404 and "itemNotFound" in gone.json()
+    action = trove(api, "POST", "/instances/00000000-0000-0000-0000-000000000000/action", tok, body={"stop": {}})
+    assert action.status_code == 404
+    assert lab.started_service("database") is None or not [i for i in lab.database.list_instances()
+                                                            if i.name in ("nofl", "nods", "nousr")]
+
 
 @pytest.fixture
 def volume(api, lab):

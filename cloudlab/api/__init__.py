@@ -1,7 +1,7 @@
 """OpenStack's REST APIs over the lab: the real ``openstack`` CLI and openstacksdk drive it.
 
     lab = cl.Lab()
-    api = lab.api                        # Keystone, then Nova, Glance, Neutron, Cinder, Manila, Swift
+    api = lab.api                        # Keystone, then Nova, Glance, Neutron, Cinder, Manila, Trove, Swift
     api.cli("server", "list")            # the real python-openstackclient, OS_CLOUD=cloudlab
     conn = api.connect()                 # openstacksdk: conn.compute.create_server(...)
 
@@ -9,7 +9,7 @@ A request walks the same path as in any OpenStack cloud: the client logs in to
 Keystone (:mod:`.identity`, the real Keystone) and gets a token and the service
 catalog; it sends the token to the service's endpoint from the catalog; the service
 (:mod:`.compute`, :mod:`.image`, :mod:`.network`, :mod:`.block_storage`,
-:mod:`.shared_file_system`, or the object store) validates the token with Keystone
+:mod:`.shared_file_system`, :mod:`.database`, or the object store) validates the token with Keystone
 (:mod:`.auth`) and calls the lab's service (``lab.compute``...), which calls libvirt.  Each API is an aiohttp server of its own on a loopback port
 (:mod:`.http`).
 
@@ -62,14 +62,13 @@ SERVICES = [
 # The REST APIs the lab serves: (attribute of OpenStackAPI, "module:Class").  Each class has
 # ``service_user`` (its Keystone user, identity.SERVICE_USERS), ``catalog_name`` (its port's name
 # in api.urls), ``app()`` and ``catalog()`` (its entries: [(type, name, url, description)]).
-# The database service (Trove, ``database`` v1.0) joins here as ("databases",
-# "cloudlab.api.database:DatabaseAPI") with "trove" in SERVICE_USERS, once lab.database exists.
 APIS = [
     ("compute", "cloudlab.api.compute:ComputeAPI"),
     ("images", "cloudlab.api.image:ImageAPI"),
     ("networks", "cloudlab.api.network:NetworkAPI"),
     ("volumes", "cloudlab.api.block_storage:BlockStorageAPI"),
     ("shares", "cloudlab.api.shared_file_system:SharedFileSystemAPI"),
+    ("databases", "cloudlab.api.database:DatabaseAPI"),
 ]
 # a service's other catalog types (clients look for either)
 TYPE_ALIASES = {"block-storage": ("volumev3",), "shared-file-system": ("sharev2",)}

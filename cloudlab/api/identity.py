@@ -53,7 +53,7 @@ TEMPLATE_PASSWORD = "cloudlab-template"       # replaced in every lab before any
 START_TIMEOUT_S = 90.0
 TOKEN_TTL_S = 12 * 3600
 # the services' own users (project "service", roles admin and service), as a deployment has them
-SERVICE_USERS = ("nova", "glance", "neutron", "swift", "cinder", "manila")
+SERVICE_USERS = ("nova", "glance", "neutron", "swift", "cinder", "manila", "trove")
 DEFAULT_PROJECTS = {"demo": ["demo"]}
 NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 

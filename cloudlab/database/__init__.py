@@ -224,7 +224,7 @@ class Database:
 
     def create_instance(self, name, datastore_name="postgresql", datastore_version=None, flavor=None,
                         volume_size=1, databases=(), users=(), restore_point=None, configuration=None,
-                        wait=True):
+                        wait=True, project_id=None):
         """Provision a database instance: a real PostgreSQL server of its own.
 
         Args:
@@ -238,6 +238,7 @@ class Database:
             configuration: server settings of your own, ``{"work_mem": "8MB", ...}`` (Trove's
                 configuration group), written after the ones the flavor gives.
             wait: return once it is ACTIVE (else at once, in BUILD; ``wait_for_instance()`` follows it).
+            project_id: the Keystone project that owns it (Trove's API passes the caller's).
         Raises:
             InvalidInput: a bad name, size, database or user name (the rule is quoted), or password.
             NotFound: unknown datastore or version (the available ones are listed), flavor or backup.
@@ -279,7 +280,7 @@ class Database:
                                 flavor=fl.name, ram_mib=fl.ram_mib, vcpus=fl.vcpus, address=address,
                                 address_index=index, volume_size=volume_size,
                                 restored_from=source.id if source else None, configuration=configuration,
-                                node=node_name,
+                                node=node_name, project_id=project_id,
                                 admin_password=secrets.token_urlsafe(18))
             instance._service = self
             folder = self.folder_of(instance)
@@ -666,7 +667,7 @@ class Database:
             backup = Backup(id=backup_id, name=name, instance_id=instance.id, instance_name=instance.name,
                             datastore=instance.datastore, datastore_version=instance.datastore_version,
                             container=BACKUP_CONTAINER, object_name=f"{backup_id}.sql",
-                            description=description or "")
+                            description=description or "", project_id=instance.project_id)
             backup._service = self
             self._backups[backup.id] = backup
             self._save()

@@ -42,6 +42,8 @@ class Instance:
         configuration: server settings given at create (Trove's configuration group).
         node: the layout's node that runs it: the one with the storage role (``storage`` in the
             three-node layout). Every node is this one machine until the architectures lab makes them real.
+        project_id: the Keystone project that owns it (Trove's API shows it to that project only);
+            None for an instance made through the Python API (the lab's default project).
     """
 
     id: str
@@ -61,6 +63,7 @@ class Instance:
     restored_from: str = None
     configuration: dict = dataclasses.field(default_factory=dict)
     node: str = None
+    project_id: str = None
     created: str = dataclasses.field(default_factory=_now)
     updated: str = None
     history: list = dataclasses.field(default_factory=list)
@@ -179,6 +182,7 @@ class Backup:
         container, object_name: where it is (``location`` joins them).
         size: bytes; ``etag`` the object store's MD5 of them.
         status: ``NEW``, ``BUILDING``, ``COMPLETED`` or ``FAILED``.
+        project_id: the project of the instance it was taken from.
     """
 
     id: str
@@ -193,6 +197,7 @@ class Backup:
     size: int = 0
     etag: str = None
     description: str = ""
+    project_id: str = None
     created: str = dataclasses.field(default_factory=_now)
     updated: str = None
     _service: object = dataclasses.field(default=None, repr=False, compare=False)
