@@ -69,8 +69,9 @@ def manila(api, method, path, tok, body=None, raw=None, version="2.81", user="de
 
 def trove(api, method, path, tok, body=None, raw=None, user="demo"):
     headers = {"X-Auth-Token": tok, "Content-Type": "application/json"}
+    data = raw if raw is not None else json.dumps(body) if body is not None else None
     return requests.request(method, f"{api.urls['database']}/v1.0/{project(api, user)}{path}", headers=headers,
-                            timeout=120, data=raw if raw is not None else json.dumps(body) if body is not None else None)
+                            timeout=120, data=data)
 
 
 def wait_until(what, condition, timeout=BOOT_TIMEOUT):

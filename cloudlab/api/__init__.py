@@ -9,9 +9,9 @@ A request walks the same path as in any OpenStack cloud: the client logs in to
 Keystone (:mod:`.identity`, the real Keystone) and gets a token and the service
 catalog; it sends the token to the service's endpoint from the catalog; the service
 (:mod:`.compute`, :mod:`.image`, :mod:`.network`, :mod:`.block_storage`,
-:mod:`.shared_file_system`, :mod:`.database`, or the object store) validates the token with Keystone
-(:mod:`.auth`) and calls the lab's service (``lab.compute``...), which calls libvirt.  Each API is an aiohttp server of its own on a loopback port
-(:mod:`.http`).
+:mod:`.shared_file_system`, :mod:`.database`, or the object store) validates the token with
+Keystone (:mod:`.auth`) and calls the lab's service (``lab.compute``...), which calls libvirt.
+Each API is an aiohttp server of its own on a loopback port (:mod:`.http`).
 
 ``clouds.yaml`` (``api.clouds_yaml``) names the lab's clouds: ``cloudlab`` (user
 ``demo`` in project ``demo``), ``cloudlab-admin``, and one ``cloudlab-USER`` per

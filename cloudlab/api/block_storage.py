@@ -31,7 +31,7 @@ import uuid
 from aiohttp import web
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault
+from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault, require_writer
 from .microversion import VERSION, Microversions, ProjectScopedAPI, vstr
 
 MICROVERSIONS = Microversions(("volume", "block-storage"), (3, 0), (3, 71))
@@ -144,11 +144,7 @@ class BlockStorageAPI(ProjectScopedAPI):
     def _visible(self, ctx, item):
         return ctx.is_admin or self.owner(item)[0] == ctx.project_id
 
-    @staticmethod
-    def _writer(ctx):
-        if not ctx.can_write:
-            raise ApiError(403, f"Policy doesn't allow this action: the role(s) {', '.join(ctx.roles)} may only "
-                                "read; it needs member", fault="forbidden")
+    _writer = staticmethod(require_writer)
 
     def visible_volume(self, ctx, ident):
         """The volume with id ``ident`` if the caller's project may see it.

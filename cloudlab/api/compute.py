@@ -36,7 +36,8 @@ from aiohttp import web
 from ..compute.flavor import NAME_RE
 from ..errors import Conflict, NotFound, QuotaExceeded
 from .auth import TokenCheck
-from .http import ApiError, background, blocking, field, json_body, json_response, middleware, nova_fault, CONTEXT
+from .http import ApiError, background, blocking, field, json_body, json_response, middleware, nova_fault, CONTEXT, \
+    require_writer
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 100)
@@ -218,11 +219,7 @@ class ComputeAPI:
                 return server
         raise ApiError(404, f"Instance {ident} could not be found.")
 
-    @staticmethod
-    def _writer(ctx):
-        if not ctx.can_write:
-            raise ApiError(403, f"Policy doesn't allow this action: the role(s) {', '.join(ctx.roles)} may only "
-                                "read; it needs member", fault="forbidden")
+    _writer = staticmethod(require_writer)
 
     # -- flavors
 

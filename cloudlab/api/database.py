@@ -25,7 +25,7 @@ import uuid
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
-from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault
+from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault, require_writer
 from .microversion import ProjectScopedAPI
 
 NAMESPACE = uuid.UUID("0b3c6a51-8f2d-4e7a-9c14-2d5e8a7f9b03")
@@ -128,44 +128,34 @@ class DatabaseAPI(ProjectScopedAPI):
     def _visible(self, ctx, item):
         return ctx.is_admin or self.owner(item) == ctx.project_id
 
-    @staticmethod
-    def _writer(ctx):
-        if not ctx.can_write:
-            raise ApiError(403, f"Policy doesn't allow this action: the role(s) {', '.join(ctx.roles)} may only "
-                                "read; it needs member", fault="forbidden")
+    _writer = staticmethod(require_writer)
 
     def link(self, project, kind, ident):
         """Trove's ``links`` of a resource."""
         return [{"rel": "self", "href": f"{self.base}/v1.0/{project}/{kind}/{ident}"},
                 {"rel": "bookmark", "href": f"{self.base}/{project}/{kind}/{ident}"}]
 
-    def visible_instance(self, ctx, ident):
-        """The instance with id (or name) ``ident`` if the caller's project may see it.
+    def _find(self, ctx, kind, items, ident):
+        """The item of ``items`` with id (or, among the caller's, name) ``ident``.
 
         Raises:
-            ApiError: 404 itemNotFound (also for another project's instance).
+            ApiError: 404 itemNotFound (also for another project's).
         """
-        service = self._service()
-        found = None
-        if service is not None:
-            instances = service.list_instances()
-            found = next((i for i in instances if i.id == ident), None) or \
-                next((i for i in instances if i.name == ident and self._visible(ctx, i)), None)
+        found = next((i for i in items if i.id == ident), None) or \
+            next((i for i in items if i.name == ident and self._visible(ctx, i)), None)
         if found is None or not self._visible(ctx, found):
-            raise ApiError(404, f"The resource could not be found: instance {ident}")
+            raise ApiError(404, f"The resource could not be found: {kind} {ident}")
         return found
+
+    def visible_instance(self, ctx, ident):
+        """The instance with id (or name) ``ident`` if the caller's project may see it (else 404)."""
+        service = self._service()
+        return self._find(ctx, "instance", service.list_instances() if service else [], ident)
 
     def visible_backup(self, ctx, ident):
         """The backup with id (or name) ``ident`` if the caller's project may see it (else 404)."""
         service = self._service()
-        found = None
-        if service is not None:
-            backups = service.list_backups()
-            found = next((b for b in backups if b.id == ident), None) or \
-                next((b for b in backups if b.name == ident and self._visible(ctx, b)), None)
-        if found is None or not self._visible(ctx, found):
-            raise ApiError(404, f"The resource could not be found: backup {ident}")
-        return found
+        return self._find(ctx, "backup", service.list_backups() if service else [], ident)
 
     # -- flavors (the compute service's, as Trove uses Nova's)
 

@@ -77,6 +77,13 @@ def nova_fault(status, message, fault=None):
     return {name: {"code": status, "message": message}}
 
 
+def require_writer(ctx):
+    """Refuse a change by a caller whose roles only read (403, as the services' policies answer)."""
+    if not ctx.can_write:
+        raise ApiError(403, f"Policy doesn't allow this action: the role(s) {', '.join(ctx.roles)} may only "
+                            "read; it needs member", fault="forbidden")
+
+
 def json_response(body, status=200, headers=None):
     """A JSON response (``application/json``)."""
     return web.Response(status=status, text=json.dumps(body), content_type="application/json",

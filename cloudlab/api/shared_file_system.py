@@ -32,7 +32,7 @@ import uuid
 from aiohttp import web
 
 from ..errors import Conflict, InvalidInput
-from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault
+from .http import CONTEXT, ApiError, blocking, field, json_body, json_response, middleware, nova_fault, require_writer
 from .microversion import VERSION, Microversions, ProjectScopedAPI, vstr
 
 MICROVERSIONS = Microversions(("shared-file-system", "sharev2", "share"), (2, 0), (2, 81),
@@ -139,11 +139,7 @@ class SharedFileSystemAPI(ProjectScopedAPI):
     def _visible(self, ctx, share):
         return ctx.is_admin or self.owner(share)[0] == ctx.project_id
 
-    @staticmethod
-    def _writer(ctx):
-        if not ctx.can_write:
-            raise ApiError(403, f"Policy doesn't allow this action: the role(s) {', '.join(ctx.roles)} may only "
-                                "read; it needs member", fault="forbidden")
+    _writer = staticmethod(require_writer)
 
     def visible_share(self, ctx, ident):
         """The share with id ``ident`` if the caller's project may see it.
