@@ -151,6 +151,9 @@ def test_a_server_on_a_remote_node(machine):
         assert lab.compute.hypervisors()[0]["host"] == "faraway"
         # an ssh session carries the connection: libvirt's helper runs on the remote side of it
         assert any(p for p in all_processes() if p.name == "virt-ssh-helper" and p.net_inode == node.netns_inode)
+        picture = lab.diagram(save=False)
+        assert "faraway -- remote (libvirt over qemu+ssh)" in picture.lines
+        assert "  server far (ACTIVE)" in picture.lines
         with pytest.raises(cl.Conflict, match="remote machine"):
             remote.stop()
         assert lab.nodes.time()["faraway"] == {"stratum": None, "offset_s": None, "delay_s": None, "up": True,
