@@ -16,7 +16,7 @@ JUPYTER_PORT ?= 8888
 # plugins are the container engine (cloudlab/containers/).  The kernel for the guest
 # image is not installed: `cloudlab image build` downloads the .deb and unpacks it.
 # dnsmasq-utils: dhcp_release, which gives a deleted server's DHCP lease back.
-SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
+SYSTEM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu openssh-server \
 	libvirt-clients libvirt-dev pkg-config gcc libc6-dev python3-dev python3-venv dnsmasq-base busybox-static \
 	cpio kmod xz-utils graphviz iproute2 chrony ntpsec-ntpdate memcached wrk rclone s3cmd dnsmasq-utils \
 	nfs-ganesha nfs-ganesha-vfs xfsprogs podman runc conmon containernetworking-plugins iptables \

@@ -15,9 +15,17 @@ servers are scheduled and live-migrated.  A layout can also be built node by nod
     topo = cl.Topology("mine")
     topo.add_node("controller", "controller", "storage")
     topo.add_node("compute1", "compute", ram_mib=1024, vcpus=2)
+
+A compute node can also be another machine of the classroom, reached through its
+libvirt URI (``qemu+ssh://root@ADDR/system``): the lab connects to that machine's
+libvirtd and creates the servers placed there over the connection (see
+:class:`cloudlab.host.nodes.RemoteNode` for what that machine must provide)::
+
+    topo.add_node("desk7", "compute", uri="qemu+ssh://root@192.168.1.27/system?keyfile=/root/.ssh/lab&no_verify=1")
 """
 
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput
@@ -37,7 +45,8 @@ class Node:
     roles: tuple
     ram_mib: int = None     # what a compute node offers its guests (None: the lab's default)
     vcpus: int = None
-    uri: str = None         # a remote machine's libvirt URI (not supported yet)
+    uri: str = None         # a remote machine's libvirt URI (qemu+ssh://root@ADDR/system)
+    address: str = None     # that machine's address (default: the URI's host)
 
     def has(self, role):
         """True when this node plays ``role``."""
@@ -58,16 +67,19 @@ class Topology:
     def build(self):
         """Add this layout's nodes; the base class adds none."""
 
-    def add_node(self, name, *roles, ram_mib=None, vcpus=None, uri=None):
+    def add_node(self, name, *roles, ram_mib=None, vcpus=None, uri=None, address=None):
         """Add a node playing ``roles``; returns it.
 
         Args:
             name: the node's name, also its host name (letters, digits and dashes, up to 20).
             roles: some of ``controller``, ``compute``, ``storage``.
             ram_mib, vcpus: what a compute node offers its guests (the scheduler's totals).
-            uri: a remote machine's libvirt URI; not supported yet (the lab refuses it when started).
+            uri: a remote machine's libvirt URI (``qemu+ssh://root@ADDR/system?keyfile=...``): the
+                node is that machine, not a namespace of this one; compute nodes only.
+            address: the remote machine's address (default: the URI's host).
         Raises:
-            InvalidInput: a bad name or role, no role, a name already used, a bad size.
+            InvalidInput: a bad name or role, no role, a name already used, a bad size, a bad
+                URI, or a URI on a node that is not a compute node only.
         """
         if not isinstance(name, str) or not NODE_NAME.match(name):
             raise InvalidInput(f"node name {name!r} is not usable",
@@ -83,7 +95,13 @@ class Topology:
                                    fix=f"use one of {', '.join(ROLES)}")
         if any(node.name == name for node in self.nodes):
             raise InvalidInput(f"node {name!r} is already in the {self.name} layout")
-        node = Node(name, tuple(roles), ram_mib=ram_mib, vcpus=vcpus, uri=uri)
+        if uri is not None:
+            address = _remote_address(name, roles, uri, address)
+        elif address is not None:
+            raise InvalidInput(f"node {name!r} has an address but no uri",
+                               fix="the nodes of this machine get their addresses from the lab; give uri= "
+                                   "for another machine")
+        node = Node(name, tuple(roles), ram_mib=ram_mib, vcpus=vcpus, uri=uri, address=address)
         self.nodes.append(node)
         return node
 
@@ -107,6 +125,24 @@ class Topology:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+
+def _remote_address(name, roles, uri, address):
+    """The address of remote node ``name`` (its URI's host when not given), or InvalidInput."""
+    parts = urlsplit(uri) if isinstance(uri, str) else None
+    if parts is None or not parts.scheme.startswith("qemu") or parts.path not in ("/system", "/session"):
+        raise InvalidInput(f"uri={uri!r} of node {name!r} is not a libvirt URI of a remote QEMU host",
+                           fix="give e.g. 'qemu+ssh://root@192.168.1.27/system' (or qemu+tcp://, qemu+tls://)")
+    if not parts.hostname:
+        raise InvalidInput(f"uri={uri!r} of node {name!r} names no machine",
+                           fix="put the remote machine's address in it: qemu+ssh://root@ADDR/system")
+    if tuple(roles) != (COMPUTE,):
+        # the controller's and storage node's services are processes this machine runs
+        raise InvalidInput(f"node {name!r} is a remote machine and plays {', '.join(roles)}: a remote node "
+                           "can only be a compute node", fix=f"add_node({name!r}, 'compute', uri=...)")
+    if address is not None and not isinstance(address, str):
+        raise InvalidInput(f"address={address!r} of node {name!r} is not an address")
+    return address or parts.hostname
 
 
 class AllInOne(Topology):

@@ -252,21 +252,6 @@ def test_a_stopped_compute_node_takes_its_servers_with_it(lab, servers):
     assert b.status == "ACTIVE" and b.host == node.name
 
 
-def test_remote_nodes_are_refused_with_nothing_made():
-    if not config.netns() or os.geteuid():
-        pytest.skip("needs the lab's network namespace and root")
-    topo = cl.Topology(name="remote", nodes=[])
-    topo.add_node("controller", "controller", "storage")
-    topo.add_node("compute1", "compute", uri="qemu+ssh://somewhere/system")
-    lab = cl.Lab(topo, name="remote")
-    with pytest.raises(cl.InvalidInput, match="remote"):
-        lab.nodes  # noqa: B018
-    key = lab.prefix.rstrip("-")
-    assert [n for n in nodes_mod.node_namespaces() if f".{key}." in n] == []
-    assert not list(nodes_mod.nodes_dir().glob(f"{key}.*"))
-    lab.stop()
-
-
 def test_all_in_one_is_the_lab_host():
     lab = cl.Lab(cl.AllInOne(), name="aio")
     nodes = nodes_mod.Nodes(lab).start()

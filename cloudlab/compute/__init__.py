@@ -373,7 +373,7 @@ class Compute:
             action: what is being placed, for the message.
             host: the one host asked for (a name), or None for any.
             on: the host the server is on already (a start or resize is placed there).
-            exclude: a host not to choose (a live migration's source).
+            exclude: a host not to choose (a live migration's source), or a list of them.
         Returns:
             the chosen host.
         Raises:
@@ -403,7 +403,8 @@ class Compute:
                 raise Conflict(f"compute node {wanted} is stopped: no server can be placed on it",
                                fix=f"lab.nodes[{wanted!r}].start(), or leave host= out")
         candidates = []
-        hosts = [on] if on is not None else [h for h in self.hosts if h is not exclude]
+        excluded = exclude if isinstance(exclude, list) else [exclude]
+        hosts = [on] if on is not None else [h for h in self.hosts if h not in excluded]
         with self._lock:
             for host in hosts:
                 up = not getattr(host, "stopped", False)
@@ -517,6 +518,7 @@ class Compute:
         if image.virtual_size > flavor.disk_gib * 2**30:
             raise InvalidInput(f"flavor {flavor.name}'s {flavor.disk_gib} GiB disk is smaller than image "
                                f"{image.name} ({image.virtual_size / 2**30:.1f} GiB)", fix="choose a bigger flavor")
+        lab_network = network is None
         network = self._resolve_network(network)
         properties = _check_properties(properties)
         domain_name = self.prefix + name
@@ -537,6 +539,10 @@ class Compute:
                 fault = exc
                 # as in Nova, the server exists in ERROR; its record has to live on some host
                 node = (self._up_hosts() or self.hosts)[0]
+            if lab_network and self.multi_node:
+                # the lab's network as this node has it: none on a remote machine, which the tenant network
+                # does not reach (cloudlab.host.nodes.RemoteNode)
+                network = node.network
             self._creating[name] = flavor.ram_mib if fault is None else 0
             self._creating_flavors[name] = flavor
             self._creating_on[name] = node
@@ -804,8 +810,17 @@ class Compute:
             raise Conflict(f"server {server.name} has nowhere to go: the {self.lab.topology.name} layout has "
                            f"{len(self.hosts)} compute host", fix="cl.Lab(cl.ThreeNode(compute_nodes=2))")
         source = server._node
+        # a remote machine's libvirtd is reached over its own URI, not the nodes' TCP listeners, and
+        # sees the disks only through a share: live migration stays between this machine's nodes
+        remotes = [h for h in self.hosts if getattr(h, "remote", None)]
+        if source in remotes:
+            raise Conflict(f"server {server.name} is on remote node {source.name}: the lab does not live-migrate "
+                           "to or from another machine", fix="migrate servers of this machine's compute nodes")
         if host is not None:
             target = self.find_host(host)
+            if target in remotes:
+                raise Conflict(f"{host} is a remote node: the lab does not live-migrate to another machine",
+                               fix=f"choose one of {', '.join(h.name for h in self.hosts if h not in remotes)}")
             if target is source:
                 raise InvalidInput(f"server {server.name} is on {host} already: a migration needs another node",
                                    fix=f"choose one of {', '.join(h.name for h in self.hosts if h is not source)},"
@@ -827,7 +842,7 @@ class Compute:
                 raise Conflict(f"server {server.name} is {status}; only an ACTIVE server is live-migrated",
                                fix="server.start(), or wait for it")
             dest = self._schedule(server.flavor, action=f"live-migrate server {server.name}", host=host,
-                                  exclude=source)
+                                  exclude=[source] + remotes)
             dom = server._dom
             with libvirt_errors(f"reading server {server.name} for its migration"):
                 live = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)

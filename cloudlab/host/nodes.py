@@ -53,6 +53,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .. import config
 from ..errors import CloudlabError, Conflict, HostUnreachable, InvalidInput, MissingPrerequisite, NotFound
@@ -526,6 +527,284 @@ class LocalNode:
         return f"<Node {self.name} {'+'.join(self.roles)} (the lab host)>"
 
 
+SSH_CONNECT_TIMEOUT_S = 10        # an address that does not answer fails in this time, not TCP's minutes
+
+
+class RemoteNode:
+    """A compute node that is another machine, reached through its libvirt URI (``qemu+ssh://root@ADDR/system``).
+
+    A classroom with several machines runs the same layouts across them: the controller
+    (and storage) stay on this machine, and a compute node may be a classmate's or the
+    teacher's machine whose libvirtd the lab drives over the URI, as nova-compute drives
+    its own.  The lab does not make or tear down that machine (it is someone else's): it
+    checks that its libvirtd answers and reports it, and the servers placed there are
+    created, started and deleted over the connection.
+
+    What the remote machine must provide, and what it does not get:
+
+    * **key-based ssh, no prompt**: the lab never asks for a password; it adds
+      ``no_tty=1`` and runs ssh with ``BatchMode=yes`` and a 10 s connect timeout (a
+      wrapper given as the URI's ``command=``); give ``keyfile=/path/to/key`` and, for a
+      machine whose host key this one has not seen, ``no_verify=1``.  When the lab lives
+      in a network namespace (``CLOUDLAB_NETNS``), the ssh client runs inside it, so
+      the remote must be reachable from there.
+    * **the same files at the same paths**: a server's disk is an overlay on the image,
+      and its kernel, initramfs and console log are files; the remote's QEMU opens them
+      by the paths this machine gives.  So the lab's folder (``CLOUDLAB_HOME``) and the
+      image cache (``CLOUDLAB_CACHE``) must be mounted at the same paths there (an NFS
+      share of both, as Nova's instance folder is shared for migration).  At start the
+      lab checks this: it writes a marker file into each folder and asks the remote's
+      libvirtd to list that folder (a transient storage pool, removed at once); a remote
+      that does not see it is refused, with nothing made.  Copying disks over instead
+      (``virsh vol-upload``) is not done: the console log the lab waits on and the guest
+      agent's socket would still be files on the other machine.
+    * **no tenant network**: the lab's tenant network (VXLAN between this machine's node
+      namespaces, DHCP on the controller) is not built on another machine, so a server
+      there has no NIC unless ``network=`` names a libvirt network of that machine.
+    * **no live migration** to or from it (that needs the two libvirtds to reach each
+      other directly), and its clock is not part of ``lab.nodes.time()``.
+    * **the guest agent** (``server.run``) works only when the agent's socket file is
+      reachable from here (a shared machine, as in the tests), not over NFS.
+    """
+
+    local = False
+
+    def __init__(self, nodes, spec):
+        self._nodes = nodes
+        self.lab = nodes.lab
+        self.name = spec.name
+        self.roles = tuple(spec.roles)
+        self.remote = spec.uri
+        self.uri = spec.uri
+        self.address = spec.address
+        self.tenant_address = None
+        self.netns = None
+        self.pids = {}
+        self.network = None          # no NIC on the lab's tenant network: it does not reach that machine
+        self.machine_hostname = None
+        self.stopped = True
+        self.state_path = nodes_dir() / f"{nodes.key}.{self.name}"
+        self._spec_ram, self._spec_vcpus = spec.ram_mib, spec.vcpus
+        self.ram_mib, self.vcpus = spec.ram_mib, spec.vcpus
+        self._domain_type = "qemu"
+        self._conn = None
+        self._lock = threading.RLock()
+
+    def has(self, role):
+        """True when this node plays ``role``."""
+        return role in self.roles
+
+    @property
+    def hostname(self):
+        """The node's name in the topology, as ``server.host`` shows it (the machine's own: ``machine_hostname``)."""
+        return self.name
+
+    @property
+    def is_up(self):
+        """True while the lab is connected to the remote machine's libvirtd."""
+        return not self.stopped and self._conn is not None
+
+    @property
+    def netns_inode(self):
+        """None: the remote machine's namespaces are not this machine's."""
+        return None
+
+    @property
+    def domain_type(self):
+        """``kvm`` when the remote's libvirt offers KVM, else ``qemu`` (read at start)."""
+        return self._domain_type
+
+    @property
+    def accel(self):
+        """``kvm`` or ``tcg``, as the remote machine's libvirt offers."""
+        return "kvm" if self._domain_type == "kvm" else "tcg"
+
+    # -- reaching it ------------------------------------------------------------------
+
+    def connection_uri(self):
+        """The URI the lab opens: the node's, with the non-interactive ssh options added (see the class docstring)."""
+        parts = urlsplit(self.uri)
+        if "ssh" not in parts.scheme.split("+", 1)[-1]:
+            return self.uri
+        query = parse_qs(parts.query)
+        extra = []
+        if "no_tty" not in query:
+            extra.append("no_tty=1")
+        if "command" not in query:
+            extra.append(f"command={self._ssh_wrapper()}")
+        if not extra:
+            return self.uri
+        return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query] + extra))))
+
+    def _ssh_wrapper(self):
+        """A script libvirt runs instead of ``ssh``: never prompting, a short connect timeout, in the lab's namespace."""
+        ssh = shutil.which("ssh")
+        if ssh is None:
+            raise MissingPrerequisite(f"remote node {self.name} is reached over ssh, and ssh is not installed",
+                                      fix="`sudo apt-get install openssh-client`")
+        self.state_path.mkdir(parents=True, exist_ok=True)
+        wrapper = self.state_path / "ssh"
+        enter = " ".join(netns.enter_args(config.netns()))
+        wrapper.write_text("#!/bin/sh\n# written by cloudlab: libvirt's ssh transport runs this (the URI's command=)\n"
+                           f"exec {enter} {ssh} -o BatchMode=yes -o ConnectTimeout={SSH_CONNECT_TIMEOUT_S} \"$@\"\n")
+        wrapper.chmod(0o755)
+        return wrapper
+
+    def start(self):
+        """Connect to the remote machine's libvirtd and check it: it answers, and it sees the lab's files.
+
+        Raises:
+            HostUnreachable: its libvirtd does not answer over the URI (the message says how to fix it).
+            MissingPrerequisite: it does not see the lab's folders at the same paths.
+        """
+        from . import libvirt_module
+        libvirt = libvirt_module()
+        with self._lock:
+            self.stopped = False
+            try:
+                conn = self.connect()
+                try:
+                    self.machine_hostname = conn.getHostname()
+                    _, memory_mib, cpus = conn.getInfo()[:3]
+                    caps = conn.getCapabilities()
+                except libvirt.libvirtError as exc:
+                    raise self._unreachable(exc.get_error_message()) from None
+                self.ram_mib = self._spec_ram or memory_mib
+                self.vcpus = self._spec_vcpus or cpus
+                kvm = "<domain type='kvm'" in caps and os.environ.get("CLOUDLAB_ACCEL") != "tcg"
+                self._domain_type = "kvm" if kvm else "qemu"
+                for folder in (self.lab.home, config.cache()):
+                    self._check_sees(conn, Path(folder))
+            except BaseException:
+                self.destroy()
+                raise
+        return self
+
+    def _unreachable(self, detail):
+        return HostUnreachable(
+            f"remote node {self.name} ({self.uri}) does not answer: {detail}",
+            fix=f"check from this machine that `virsh -c '{self.connection_uri()}' hostname` answers: the machine "
+                "is on, its libvirtd runs, and ssh logs in with a key and no prompt (give ?keyfile=/path/to/key, "
+                "and no_verify=1 for a host key not seen yet; the key in root's authorized_keys there)")
+
+    def _check_sees(self, conn, folder):
+        """Raise MissingPrerequisite unless the remote's libvirtd lists a marker file just written into ``folder``."""
+        from . import libvirt_module
+        libvirt = libvirt_module()
+        marker = folder / f"{self.lab.prefix}seen-by-{self.name}-{os.getpid()}"
+        marker.write_text("cloudlab: does the remote machine see this folder?\n")
+        pool_xml = (f"<pool type='dir'><name>{self.lab.prefix}check-{self.name}</name>"
+                    f"<target><path>{folder}</path></target></pool>")
+        detail = "its libvirtd does not list the marker file written there"
+        try:
+            pool = conn.storagePoolCreateXML(pool_xml, 0)      # transient: gone once destroyed
+            try:
+                seen = marker.name in pool.listVolumes()
+            finally:
+                pool.destroy()
+        except libvirt.libvirtError as exc:
+            seen, detail = False, exc.get_error_message()
+        finally:
+            marker.unlink(missing_ok=True)
+        if not seen:
+            raise MissingPrerequisite(
+                f"remote node {self.name} ({self.uri}) does not see {folder} ({detail}): its guests' disks, kernels "
+                "and console logs are files there, which its QEMU must open by the same paths",
+                fix=f"mount {folder} at the same path on that machine (an NFS share of it), then start the lab again")
+
+    def connect(self):
+        """The libvirt connection to the remote machine's libvirtd.
+
+        Raises:
+            Conflict: the node is not started.
+            HostUnreachable: it does not answer over its URI.
+        """
+        from . import libvirt_module
+        libvirt = libvirt_module()
+        with self._lock:
+            if self.stopped:
+                raise Conflict(f"remote node {self.name} is not connected", fix="start the lab (lab.nodes)")
+            if self._conn is not None:
+                try:
+                    if self._conn.isAlive():
+                        return self._conn
+                except libvirt.libvirtError:
+                    pass
+            try:
+                self._conn = libvirt.open(self.connection_uri())
+            except libvirt.libvirtError as exc:
+                raise self._unreachable(exc.get_error_message()) from None
+            return self._conn
+
+    def free_memory_mib(self):
+        """Memory the remote can still give guests: its total less what its running guests have, within its free memory."""
+        from . import libvirt_module
+        libvirt = libvirt_module()
+        try:
+            conn = self.connect()
+            used = sum(dom.info()[2] // 1024 for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+            free = conn.getFreeMemory() // 2**20
+        except (libvirt.libvirtError, CloudlabError):
+            return 0
+        return max(0, min(self.ram_mib - used, free))
+
+    def used_vcpus(self):
+        """vCPUs of the guests running on the remote machine."""
+        from . import libvirt_module
+        libvirt = libvirt_module()
+        try:
+            return sum(dom.info()[3] for dom in self.connect().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+        except (libvirt.libvirtError, CloudlabError):
+            return 0
+
+    guest_ntp = None          # the controller's tenant address is not reachable from that machine's guests
+
+    def lease_addresses(self, macs):
+        """No leases: the lab's DHCP server is on its tenant network, which the remote's guests are not on."""
+        return {}
+
+    def release_leases(self, macs, network=None):
+        """Nothing to release (see :meth:`lease_addresses`)."""
+        return []
+
+    def processes(self):
+        """Nothing: the remote machine's processes cannot be read from this machine's /proc."""
+        return []
+
+    def services(self):
+        """What the lab knows runs there: the libvirtd it is connected to."""
+        return [f"libvirtd at {self.address} (a remote machine, reached by {urlsplit(self.uri).scheme})"] \
+            if self.is_up else []
+
+    def stop(self):
+        """Refused: the remote machine is someone else's, the lab does not power it off.
+
+        Raises:
+            Conflict: always.
+        """
+        raise Conflict(f"node {self.name} is a remote machine ({self.uri}): the lab does not stop it",
+                       fix="delete its servers (server.delete()), or stop it on that machine")
+
+    def _close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    def destroy(self):
+        """Disconnect from the remote machine and remove the node's folder here (the machine itself is left alone)."""
+        with self._lock:
+            self._close()
+            self.stopped = True
+            shutil.rmtree(self.state_path, ignore_errors=True)
+
+    def __repr__(self):
+        state = "connected" if self.is_up else "not connected"
+        return f"<Node {self.name} {'+'.join(self.roles)} remote {self.address} {state}>"
+
+
 class Nodes:
     """The lab's nodes, made real from its topology (``lab.nodes``).
 
@@ -540,6 +819,7 @@ class Nodes:
         self.lab = lab
         self.topology = lab.topology
         self._nodes = {}
+        self._remote = {}        # name -> RemoteNode: the machines of the layout that are not this one
         self.n = None
         self.mgmt_subnet = self.tenant_subnet = None
         self.bridge = None
@@ -569,10 +849,16 @@ class Nodes:
         if os.geteuid() != 0:
             raise MissingPrerequisite("nodes of a multi-node layout are network namespaces: only root can make them",
                                       fix="run the lab as root (make lab does), or use cl.AllInOne()")
-        for spec in self.topology.nodes:
-            if getattr(spec, "uri", None):
-                raise InvalidInput(f"node {spec.name} is a remote machine ({spec.uri}): remote nodes are not "
-                                   "supported yet", fix="leave uri out: every node then runs on this machine")
+        # the remote machines first: one that does not answer is refused before anything is made here
+        remotes = [RemoteNode(self, spec) for spec in self.topology.nodes if getattr(spec, "uri", None)]
+        try:
+            for node in remotes:
+                node.start()
+        except BaseException:
+            for node in remotes:
+                node.destroy()
+            raise
+        self._remote = {node.name: node for node in remotes}
         # the lab host (and its namespace) first: the nodes' switch lives there.  Read here, not in the
         # threads below: the lab holds its lock while this service starts
         self.accel = self.lab.host.accel
@@ -601,18 +887,27 @@ class Nodes:
         try:
             self._make_bridge(bridge)
             self.bridge = bridge
-            for index, spec in enumerate(self.topology.nodes):
+            index = 0
+            for spec in self.topology.nodes:
+                if spec.name in self._remote:
+                    self._nodes[spec.name] = self._remote[spec.name]
+                    continue
                 node = Node(self, spec, index)
+                index += 1
                 node.create()              # registered once it exists: a clash removes nothing of another's
                 self._nodes[spec.name] = node
-            peers = [n for n in self._nodes.values() if n.has(COMPUTE) or n.has(CONTROLLER)]
+            made = [n for n in self._nodes.values() if isinstance(n, Node)]
+            peers = [n for n in made if n.has(COMPUTE) or n.has(CONTROLLER)]
             for node in peers:
                 node.build_tenant_port([p.address for p in peers if p is not node])
             # the compute nodes' libvirtds start at once: each takes about a second
-            with ThreadPoolExecutor(len(self._nodes)) as pool:
+            with ThreadPoolExecutor(len(made)) as pool:
                 list(pool.map(self._start_services, [self.controller] +
-                              [n for n in self._nodes.values() if n is not self.controller]))
+                              [n for n in made if n is not self.controller]))
         except BaseException:
+            for node in self._remote.values():
+                if node.name not in self._nodes:     # not registered yet: stop() would not see it
+                    node.destroy()
             self.stop()
             raise
 
@@ -744,7 +1039,12 @@ class Nodes:
         """
         deadline = time.monotonic() + settle
         found = {}
-        pending = [node for node in self if not node.local]
+        pending = [node for node in self if not node.local and not isinstance(node, RemoteNode)]
+        for node in self:
+            if isinstance(node, RemoteNode):
+                # another machine keeps its own time; the lab's NTP servers are not on it
+                found[node.name] = {"stratum": None, "offset_s": None, "delay_s": None, "up": node.is_up,
+                                    "remote": True}
         while True:
             for node in pending:
                 if node.stopped:
@@ -770,6 +1070,7 @@ class Nodes:
             except CloudlabError as exc:
                 errors.append(f"{node.name}: {exc}")
         self._nodes = {} if self.multi else self._nodes
+        self._remote = {}
         if self.bridge:
             _ip("link", "del", self.bridge, ns=config.netns(), check=False)
             self.bridge = None

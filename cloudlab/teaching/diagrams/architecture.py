@@ -55,7 +55,9 @@ def layout(lab):
 
     for node in nodes:
         roles = " + ".join(node.roles)
-        where = "this machine (the lab host)" if node.local else f"{node.address}"
+        remote = getattr(node, "remote", None)
+        where = ("this machine (the lab host)" if node.local else
+                 f"another machine, {node.address}\nreached by {remote.split(':', 1)[0]}" if remote else f"{node.address}")
         state = "" if node.is_up else " - STOPPED"
         with graph.subgraph(name=f"cluster_{node.name}") as box:
             box.attr(label=f"{node.name} ({roles})\n{where}{state}", style="rounded,filled",
@@ -92,6 +94,10 @@ def layout(lab):
                    fillcolor="#fff6d5")
         lines += [f"network management {nodes.mgmt_subnet}", f"network tenant {nodes.tenant_subnet} (VXLAN)"]
         for node in nodes:
+            if getattr(node, "remote", None):
+                # not on the management bridge nor the tenant VXLAN: the lab reaches it over its URI
+                lines.append(f"{node.name} -- remote (libvirt over {node.remote.split(':', 1)[0]})")
+                continue
             graph.edge(f"{node.name}_anchor", "mgmt", ltail=f"cluster_{node.name}")
             lines.append(f"{node.name} -- management")
             if node.has("compute") or node.has("controller"):
