@@ -285,6 +285,14 @@ def test_database_instance_databases_users_and_backups_through_the_cli(api, lab)
         assert osc(api, "database", "instance", "list", cloud="cloudlab-other") == []
         hidden = api.cli("database", "instance", "show", created["id"], cloud="cloudlab-other", check=False)
         assert hidden.returncode != 0
+        theirs = token(api, "other")
+        for method, path in (("GET", ""), ("DELETE", ""), ("GET", "/databases"), ("GET", "/users")):
+            answer = trove(api, method, f"/instances/{created['id']}{path}", theirs, user="other")
+            assert answer.status_code == 404 and "itemNotFound" in answer.json(), (method, path)
+        assert trove(api, "POST", f"/instances/{created['id']}/action", theirs, body={"restart": {}},
+                     user="other").status_code == 404
+        # naming my project in the URL with their token is refused before any lookup
+        assert trove(api, "GET", f"/instances/{created['id']}", theirs).status_code == 400
 
         # a database and an account through the API, used through PostgreSQL's own protocol
         api.cli("database", "db", "create", "clidb", "shop")
@@ -306,6 +314,20 @@ def test_database_instance_databases_users_and_backups_through_the_cli(api, lab)
         lab.database.wait_for_instance("clidb", timeout=BOOT_TIMEOUT)
         with instance.connect("clerk", "an0ther-pw", database="shop") as conn:
             assert conn.execute("SELECT name FROM items").fetchall() == [("lamp",)]
+        # a new flavor, then a larger volume: the same server restarted each time, its rows kept
+        api.cli("database", "instance", "resize", "flavor", "clidb", "m1.small")
+        lab.database.wait_for_instance("clidb", timeout=BOOT_TIMEOUT)
+        api.cli("database", "instance", "resize", "volume", "clidb", "2")
+        lab.database.wait_for_instance("clidb", timeout=BOOT_TIMEOUT)
+        shown = osc(api, "database", "instance", "show", "clidb")
+        assert (shown["flavor"], shown["volume"], shown["status"]) == ("m1.small", 2, "ACTIVE")
+        assert lab.block_storage.get_volume(instance.refresh().volume_id).size == 2
+        with instance.connect("clerk", "an0ther-pw", database="shop") as conn:
+            assert conn.execute("SELECT name FROM items").fetchall() == [("lamp",)]
+        # a database name already taken is a 400, as Trove answers (the fault names it)
+        again = trove(api, "POST", f"/instances/{created['id']}/databases", token(api),
+                      body={"databases": [{"name": "shop"}]})
+        assert again.status_code == 400 and "shop" in again.json()["badRequest"]["message"]
         api.cli("database", "backup", "delete", "clibak")
         assert lab.database.list_backups() == []
         api.cli("database", "user", "delete", "clidb", "clerk")
@@ -339,8 +361,36 @@ def test_trove_faults_name_what_was_wrong(api, lab):
     assert gone.status_code == 404 and "itemNotFound" in gone.json()
     action = trove(api, "POST", "/instances/00000000-0000-0000-0000-000000000000/action", tok, body={"stop": {}})
     assert action.status_code == 404
+    size = trove(api, "POST", "/instances", tok, body={"instance": {"name": "nosz", "flavorRef": "m1.tiny",
+                                                                      "volume": {"size": "big"}}})
+    assert size.status_code == 400 and "instance/volume/size" in size.json()["badRequest"]["message"]
+
+
+def test_trove_busy_instance_is_unprocessable_and_a_taken_name_conflicts(api, lab):
+    tok = token(api)
+    body = {"instance": {"name": "busydb", "flavorRef": "m1.tiny", "volume": {"size": 1}}}
+    created = trove(api, "POST", "/instances", tok, body=body)
+    assert created.status_code == 200 and created.json()["instance"]["status"] == "BUILD"
+    ident = created.json()["instance"]["id"]
+    try:
+        # asked at once, while its PostgreSQL is still being initialised (initdb takes seconds)
+        busy = trove(api, "POST", f"/instances/{ident}/action", tok, body={"restart": {}})
+        assert busy.status_code == 422, busy.text
+        assert "status was BUILD" in busy.json()["unprocessableEntity"]["message"]
+        assert trove(api, "GET", f"/instances/{ident}/databases", tok).status_code == 422
+        taken = trove(api, "POST", "/instances", tok, body=body)
+        assert taken.status_code == 409 and "busydb" in taken.json()["conflict"]["message"]
+        lab.database.wait_for_instance("busydb", timeout=BOOT_TIMEOUT)
+        both = trove(api, "POST", f"/instances/{ident}/action", tok, body={"restart": {}, "resize": {}})
+        assert both.status_code == 400 and "one action" in both.json()["badRequest"]["message"]
+        shrink = trove(api, "POST", f"/instances/{ident}/action", tok, body={"resize": {"volume": {"size": 1}}})
+        assert shrink.status_code == 400 and "only grow" in shrink.json()["badRequest"]["message"]
+        assert lab.database.get_instance("busydb").status == "ACTIVE"     # neither was started
+    finally:
+        assert trove(api, "DELETE", f"/instances/{ident}", tok).status_code == 202
+    assert trove(api, "GET", f"/instances/{ident}", tok).status_code == 404
     assert lab.started_service("database") is None or not [i for i in lab.database.list_instances()
-                                                            if i.name in ("nofl", "nods", "nousr")]
+                                                            if i.name in ("nofl", "nods", "nousr", "nosz")]
 
 
 @pytest.fixture

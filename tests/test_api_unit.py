@@ -6,6 +6,7 @@ check that knows one token, and the compute service on libvirt's ``test:///defau
 
 import asyncio
 import json
+import re
 import types
 
 import pytest
@@ -244,3 +245,61 @@ def test_volumes_and_shares_keep_properties(tmp_path, monkeypatch):
         assert again.get_snapshot(snapshot.id).properties == {"project_id": "p1"}
     finally:
         storage.stop()
+
+
+# -- the database API (Trove): its faults and the checks of its bodies ---------------------
+
+def test_trove_faults_are_named_as_trove_names_them():
+    from cloudlab.api.database import trove_fault
+    assert trove_fault(404, "gone") == {"itemNotFound": {"code": 404, "message": "gone"}}
+    # webob's class names, not Nova's: HTTPConflict -> conflict, a 500 is an instanceFault
+    assert list(trove_fault(409, "taken")) == ["conflict"]
+    assert list(trove_fault(422, "busy")) == ["unprocessableEntity"]
+    assert list(trove_fault(500, "oops")) == ["instanceFault"]
+    assert list(trove_fault(403, "no", fault="forbidden")) == ["forbidden"]
+
+
+def test_trove_refuses_an_action_on_a_busy_instance():
+    from cloudlab.api.database import available
+    ready = types.SimpleNamespace(name="db1", status="ACTIVE")
+    assert available(ready) is ready
+    for status in ("BUILD", "REBOOT", "RESIZE", "ERROR"):
+        with pytest.raises(ApiError) as err:
+            available(types.SimpleNamespace(name="db1", status=status))
+        assert err.value.status == 422 and f"status was {status}" in err.value.message
+
+
+@pytest.mark.parametrize("value, size", [(1, 1), ("2", 2), (" 3 ", 3)])
+def test_trove_volume_sizes_are_whole_numbers(value, size):
+    from cloudlab.api.database import volume_size
+    assert volume_size(value, "instance/volume/size") == size
+
+
+@pytest.mark.parametrize("value", ["abc", 1.5, True, None, [1], "-1"])
+def test_trove_bad_volume_sizes_name_the_field(value):
+    from cloudlab.api.database import volume_size
+    with pytest.raises(ApiError) as err:
+        volume_size(value, "resize/volume/size")
+    assert err.value.status == 400 and "resize/volume/size" in err.value.message
+
+
+def test_trove_databases_and_users_bodies_are_checked():
+    from cloudlab.api.database import DatabaseAPI
+    assert DatabaseAPI._databases([{"name": "a"}, {"name": "b"}], "databases") == ["a", "b"]
+    assert DatabaseAPI._users([{"name": "u", "password": "pw", "databases": [{"name": "a"}]}], "users") == \
+        [{"name": "u", "password": "pw", "databases": ["a"]}]
+    for bad, needle in (("notes", "databases: it must be a list"), (["notes"], "databases[0]"),
+                        ([{"name": 5}], "databases[0]")):
+        with pytest.raises(ApiError, match=re.escape(needle)):
+            DatabaseAPI._databases(bad, "databases")
+    for bad, needle in (({"name": "u"}, "users: it must be a list"), ([{"name": "u"}], "users[0]/password"),
+                        ([{"password": "pw"}], "users[0]/name"),
+                        ([{"name": "u", "password": "pw", "databases": "a"}], "users[0]/databases")):
+        with pytest.raises(ApiError, match=re.escape(needle)):
+            DatabaseAPI._users(bad, "users")
+
+
+def test_trove_datastore_ids_are_stable_and_distinct():
+    from cloudlab.api.database import stable_id
+    assert stable_id("postgresql") == stable_id("postgresql")
+    assert len({stable_id("postgresql"), stable_id("postgresql", "15"), stable_id("postgresql", "16")}) == 3

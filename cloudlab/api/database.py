@@ -13,6 +13,11 @@ lab network with its data on a block storage volume.  Then, as in any Trove clou
   flavor db1 m1.medium`` act on it (``POST /instances/{id}/action``);
 * ``openstack database backup create db1 nightly`` dumps it into the object store.
 
+**Faults** are Trove's: ``{"badRequest": {"code": 400, "message": ...}}`` naming the field; a busy
+instance (BUILD, REBOOT, RESIZE) is 422 ``unprocessableEntity``; a database or user name already
+taken is 400 (as Trove answers); an instance name already taken is 409 ``conflict`` (Trove allows
+two instances of one name; the lab's names are unique, as its folders and addresses are named by them).
+
 **Projects**: an instance belongs to the project whose token made it (``instance.project_id``;
 one made through the Python API belongs to the lab's default project); another project's
 instance or backup is 404.  **Versions**: Trove has no microversions: v1.0 only.
@@ -33,9 +38,44 @@ UPDATED = "2012-08-01T00:00:00Z"
 PROJECT = "{project_id:[0-9a-f]{32}}"
 
 
+# Trove names a fault after webob's exception class (trove/common/wsgi.py, Fault._get_error_name):
+# its own names for some, "HTTPConflict" -> "conflict" and the like for the rest; a 500 is an instanceFault
+TROVE_FAULTS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound", 405: "badMethod",
+                406: "notAcceptable", 409: "conflict", 413: "overLimit", 415: "badMediaType",
+                422: "unprocessableEntity", 500: "instanceFault", 501: "notImplemented", 503: "serviceUnavailable",
+                504: "gatewayTimeout"}
+
+
 def trove_fault(status, message, fault=None):
     """A fault as Trove writes it: ``{"itemNotFound": {"code": 404, "message": ...}}``."""
-    return nova_fault(status, message, fault)
+    return nova_fault(status, message, fault or TROVE_FAULTS.get(status, "instanceFault"))
+
+
+def available(instance):
+    """Refuse an action on an instance that is not ACTIVE: 422, with Trove's own words.
+
+    Trove answers a busy instance (BUILD, REBOOT, RESIZE...) with ``unprocessableEntity``,
+    not with a conflict: the request is right, the instance is not ready for it.
+    """
+    if instance.status != "ACTIVE":
+        raise ApiError(422, "Instance is not currently available for an action to be performed "
+                            f"(status was {instance.status}): wait until "
+                            f"`openstack database instance show {instance.name}` says ACTIVE")
+    return instance
+
+
+def volume_size(value, where):
+    """A volume size in GiB from a request: a whole number, or a string of digits (what the CLI may send).
+
+    Raises:
+        ApiError: 400 naming the field.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"Invalid input for field/attribute {where}. Value: {value!r}. "
+                            "It must be a whole number of GiB")
+    return value
 
 
 def stable_id(*parts):
@@ -242,6 +282,7 @@ class DatabaseAPI(ProjectScopedAPI):
         out = instance.to_trove()
         out["links"] = self.link(project, "instances", instance.id)
         out["flavor"]["links"] = self.link(project, "flavors", instance.flavor)
+        out["datastore"]["version_number"] = instance.datastore_version    # PostgreSQL's major version
         out["region"] = "RegionOne"
         out["operating_status"] = "HEALTHY" if instance.status == "ACTIVE" else ""
         out["access"] = {"is_public": False, "allowed_cidrs": []}
@@ -304,12 +345,7 @@ class DatabaseAPI(ProjectScopedAPI):
             raise ApiError(404, f"Flavor {flavor} could not be found: openstack database flavor list "
                                 "shows the lab's") from None
         volume = field(body, "volume", dict, default={}, path="instance/volume")
-        size = field(volume, "size", (int, str), default=1, path="instance/volume/size")
-        if isinstance(size, str):
-            if not size.strip().isdigit():
-                raise ApiError(400, f"Invalid input for field/attribute instance/volume/size. Value: {size!r}. "
-                                    "It must be a whole number of GiB")
-            size = int(size)
+        size = volume_size(volume.get("size", 1), "instance/volume/size")
         store = field(body, "datastore", dict, default={}, path="instance/datastore")
         store_type = field(store, "type", str, default="postgresql", path="instance/datastore/type")
         store_version = field(store, "version", str, path="instance/datastore/version")
@@ -354,7 +390,10 @@ class DatabaseAPI(ProjectScopedAPI):
         ctx = request[CONTEXT]
         self._writer(ctx)
         body = await json_body(request)
-        instance = await blocking(self.visible_instance, ctx, request.match_info["id"])
+        if len(body) > 1:
+            # Trove takes one action per request; doing the first and dropping the rest would surprise
+            raise ApiError(400, f"Invalid input: one action per request, this one has {', '.join(body)}")
+        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
         service = self._service()
         if "restart" in body:
             await blocking(service.restart_instance, instance)
@@ -369,7 +408,8 @@ class DatabaseAPI(ProjectScopedAPI):
                 await blocking(service.resize_instance, instance, flavor=flavor)
             elif "volume" in resize:
                 volume = field(resize, "volume", dict, required=True, path="resize/volume")
-                size = field(volume, "size", int, required=True, path="resize/volume/size")
+                field(volume, "size", (int, str), required=True, path="resize/volume/size")
+                size = volume_size(volume["size"], "resize/volume/size")
                 await blocking(service.resize_instance, instance, volume_size=size)
             else:
                 raise ApiError(400, "Invalid input: resize needs flavorRef or volume.size")
@@ -382,7 +422,7 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def list_databases(self, request):
         """``GET /instances/{id}/databases``."""
-        instance = await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"]))
         names = await blocking(self._service().list_databases, instance)
         return json_response({"databases": [{"name": n} for n in names], "links": []})
 
@@ -392,16 +432,19 @@ class DatabaseAPI(ProjectScopedAPI):
         self._writer(ctx)
         body = await json_body(request)
         names = self._databases(body.get("databases"), "databases")
-        instance = await blocking(self.visible_instance, ctx, request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
         for name in names:
-            await blocking(self._service().create_database, instance, name)
+            try:
+                await blocking(self._service().create_database, instance, name)
+            except Conflict as exc:     # Trove's DatabaseAlreadyExists is a 400, not a 409
+                raise ApiError(400, exc.message) from None
         return web.Response(status=202)
 
     async def delete_database(self, request):
         """``DELETE /instances/{id}/databases/{name}``."""
         ctx = request[CONTEXT]
         self._writer(ctx)
-        instance = await blocking(self.visible_instance, ctx, request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
         await blocking(self._service().delete_database, instance, request.match_info["name"])
         return web.Response(status=202)
 
@@ -412,13 +455,13 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def list_users(self, request):
         """``GET /instances/{id}/users``."""
-        instance = await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"]))
         users = await blocking(self._service().list_users, instance)
         return json_response({"users": [self.user_view(u) for u in users], "links": []})
 
     async def show_user(self, request):
         """``GET /instances/{id}/users/{name}`` (``name`` or ``name@%``)."""
-        instance = await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"]))
         name = request.match_info["name"].split("@", 1)[0]
         users = await blocking(self._service().list_users, instance)
         found = next((u for u in users if u["name"] == name), None)
@@ -432,17 +475,20 @@ class DatabaseAPI(ProjectScopedAPI):
         self._writer(ctx)
         body = await json_body(request)
         users = self._users(body.get("users"), "users")
-        instance = await blocking(self.visible_instance, ctx, request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
         for user in users:
-            await blocking(self._service().create_user, instance, user["name"], user["password"],
-                           user["databases"])
+            try:
+                await blocking(self._service().create_user, instance, user["name"], user["password"],
+                               user["databases"])
+            except Conflict as exc:     # Trove's UserAlreadyExists is a 400, not a 409
+                raise ApiError(400, exc.message) from None
         return web.Response(status=202)
 
     async def delete_user(self, request):
         """``DELETE /instances/{id}/users/{name}``."""
         ctx = request[CONTEXT]
         self._writer(ctx)
-        instance = await blocking(self.visible_instance, ctx, request.match_info["id"])
+        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
         await blocking(self._service().delete_user, instance, request.match_info["name"].split("@", 1)[0])
         return web.Response(status=202)
 
@@ -487,7 +533,7 @@ class DatabaseAPI(ProjectScopedAPI):
         name = field(body, "name", str, required=True, path="backup/name")
         ref = field(body, "instance", str, required=True, path="backup/instance")
         description = field(body, "description", str, default="", path="backup/description")
-        instance = await blocking(self.visible_instance, ctx, ref)
+        instance = available(await blocking(self.visible_instance, ctx, ref))
         backup = await blocking(self._service().create_backup, instance, name, description or "")
         return json_response({"backup": self.backup_view(backup)}, status=202)
 
