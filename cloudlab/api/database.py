@@ -197,6 +197,11 @@ class DatabaseAPI(ProjectScopedAPI):
         service = self._service()
         return self._find(ctx, "backup", service.list_backups() if service else [], ident)
 
+    async def _url_instance(self, request, ready=True):
+        """The instance the URL names (``{id}``), visible to the caller and, with ``ready``, ACTIVE (else 404, 422)."""
+        instance = await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"])
+        return available(instance) if ready else instance
+
     # -- flavors (the compute service's, as Trove uses Nova's)
 
     def flavor_view(self, project, flavor):
@@ -302,7 +307,7 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def show_instance(self, request):
         """``GET /instances/{id}``."""
-        instance = await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"])
+        instance = await self._url_instance(request, ready=False)
         return json_response({"instance": self.instance_view(instance)})
 
     @staticmethod
@@ -381,7 +386,7 @@ class DatabaseAPI(ProjectScopedAPI):
         """``DELETE /instances/{id}``: stop its server, delete its volume and files."""
         ctx = request[CONTEXT]
         self._writer(ctx)
-        instance = await blocking(self.visible_instance, ctx, request.match_info["id"])
+        instance = await self._url_instance(request, ready=False)
         await blocking(self._service().delete_instance, instance)
         return web.Response(status=202)
 
@@ -393,7 +398,7 @@ class DatabaseAPI(ProjectScopedAPI):
         if len(body) > 1:
             # Trove takes one action per request; doing the first and dropping the rest would surprise
             raise ApiError(400, f"Invalid input: one action per request, this one has {', '.join(body)}")
-        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
+        instance = await self._url_instance(request)
         service = self._service()
         if "restart" in body:
             await blocking(service.restart_instance, instance)
@@ -422,29 +427,38 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def list_databases(self, request):
         """``GET /instances/{id}/databases``."""
-        instance = available(await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"]))
+        instance = await self._url_instance(request)
         names = await blocking(self._service().list_databases, instance)
         return json_response({"databases": [{"name": n} for n in names], "links": []})
 
-    async def create_databases(self, request):
-        """``POST /instances/{id}/databases``: ``{"databases": [{"name": ...}]}``."""
-        ctx = request[CONTEXT]
-        self._writer(ctx)
+    async def _create_each(self, request, what, parse, create):
+        """``POST /instances/{id}/WHAT``: check the body's list, then ``create(instance, item)`` for each item.
+
+        A name already taken is 400, as Trove answers (its DatabaseAlreadyExists and
+        UserAlreadyExists), not the lab's 409.
+        """
+        self._writer(request[CONTEXT])
         body = await json_body(request)
-        names = self._databases(body.get("databases"), "databases")
-        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
-        for name in names:
+        items = parse(body.get(what), what)
+        instance = await self._url_instance(request)
+        for item in items:
             try:
-                await blocking(self._service().create_database, instance, name)
-            except Conflict as exc:     # Trove's DatabaseAlreadyExists is a 400, not a 409
+                await blocking(create, instance, item)
+            except Conflict as exc:
                 raise ApiError(400, exc.message) from None
         return web.Response(status=202)
+
+    async def create_databases(self, request):
+        """``POST /instances/{id}/databases``: ``{"databases": [{"name": ...}]}``."""
+        def create(instance, name):
+            return self._service().create_database(instance, name)
+        return await self._create_each(request, "databases", self._databases, create)
 
     async def delete_database(self, request):
         """``DELETE /instances/{id}/databases/{name}``."""
         ctx = request[CONTEXT]
         self._writer(ctx)
-        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
+        instance = await self._url_instance(request)
         await blocking(self._service().delete_database, instance, request.match_info["name"])
         return web.Response(status=202)
 
@@ -455,13 +469,13 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def list_users(self, request):
         """``GET /instances/{id}/users``."""
-        instance = available(await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"]))
+        instance = await self._url_instance(request)
         users = await blocking(self._service().list_users, instance)
         return json_response({"users": [self.user_view(u) for u in users], "links": []})
 
     async def show_user(self, request):
         """``GET /instances/{id}/users/{name}`` (``name`` or ``name@%``)."""
-        instance = available(await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"]))
+        instance = await self._url_instance(request)
         name = request.match_info["name"].split("@", 1)[0]
         users = await blocking(self._service().list_users, instance)
         found = next((u for u in users if u["name"] == name), None)
@@ -471,24 +485,15 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def create_users(self, request):
         """``POST /instances/{id}/users``: ``{"users": [{"name", "password", "databases"}]}``."""
-        ctx = request[CONTEXT]
-        self._writer(ctx)
-        body = await json_body(request)
-        users = self._users(body.get("users"), "users")
-        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
-        for user in users:
-            try:
-                await blocking(self._service().create_user, instance, user["name"], user["password"],
-                               user["databases"])
-            except Conflict as exc:     # Trove's UserAlreadyExists is a 400, not a 409
-                raise ApiError(400, exc.message) from None
-        return web.Response(status=202)
+        def create(instance, user):
+            return self._service().create_user(instance, user["name"], user["password"], user["databases"])
+        return await self._create_each(request, "users", self._users, create)
 
     async def delete_user(self, request):
         """``DELETE /instances/{id}/users/{name}``."""
         ctx = request[CONTEXT]
         self._writer(ctx)
-        instance = available(await blocking(self.visible_instance, ctx, request.match_info["id"]))
+        instance = await self._url_instance(request)
         await blocking(self._service().delete_user, instance, request.match_info["name"].split("@", 1)[0])
         return web.Response(status=202)
 
@@ -517,7 +522,7 @@ class DatabaseAPI(ProjectScopedAPI):
 
     async def list_instance_backups(self, request):
         """``GET /instances/{id}/backups``."""
-        instance = await blocking(self.visible_instance, request[CONTEXT], request.match_info["id"])
+        instance = await self._url_instance(request, ready=False)
         return await self._backups(request, instance)
 
     async def show_backup(self, request):

@@ -135,7 +135,40 @@ def _used_third_octets(ns):
     return used
 
 
-class Node:
+class _LibvirtNode:
+    """What a node of this machine and a remote machine share: roles, a host name, one cached libvirt connection."""
+
+    def has(self, role):
+        """True when this node plays ``role``."""
+        return role in self.roles
+
+    @property
+    def hostname(self):
+        """The node's name in the topology, as ``server.host`` shows it."""
+        return self.name
+
+    def _cached_connection(self, open_connection):
+        """The open connection while it is alive, else a new one from ``open_connection()`` (lock held)."""
+        from . import libvirt_module
+        if self._conn is not None:
+            try:
+                if self._conn.isAlive():
+                    return self._conn
+            except libvirt_module().libvirtError:
+                pass
+        self._conn = open_connection()
+        return self._conn
+
+    def _close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+
+class Node(_LibvirtNode):
     """One node of a layout, made real: a name, roles, an address, and what runs on it.
 
     Attributes:
@@ -171,15 +204,6 @@ class Node:
         self.network = f"{self.lab.prefix}net"
 
     # -- what the node is -----------------------------------------------------------
-
-    def has(self, role):
-        """True when this node plays ``role``."""
-        return role in self.roles
-
-    @property
-    def hostname(self):
-        """The node's host name (its UTS namespace's), as ``server.host`` shows it."""
-        return self.name
 
     @property
     def accel(self):
@@ -317,14 +341,6 @@ class Node:
             self.stopped = False
             self._nodes._start_services(self)
 
-    def _close(self):
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
-
     def _end_processes(self):
         """End every process of this node: what it started, then whatever else lives in its namespace."""
         from . import _stop_pid
@@ -364,24 +380,17 @@ class Node:
             Conflict: the node is stopped.
             HostUnreachable: its libvirtd does not answer.
         """
-        from . import libvirt_module, open_connection
+        from . import open_connection
         with self._lock:
             if self.stopped:
                 raise Conflict(f"node {self.name} is stopped", fix=f"lab.nodes[{self.name!r}].start()")
             if not self.has(COMPUTE):
                 raise InvalidInput(f"node {self.name} is not a compute node: it runs no hypervisor")
-            if self._conn is not None:
-                try:
-                    if self._conn.isAlive():
-                        return self._conn
-                except libvirt_module().libvirtError:
-                    pass
             try:
-                self._conn = open_connection(self.uri)
+                return self._cached_connection(lambda: open_connection(self.uri))
             except MissingPrerequisite as exc:
                 raise HostUnreachable(f"the libvirtd of node {self.name} does not answer: {exc.message}",
                                       fix=f"lab.nodes[{self.name!r}].stop(), then .start()") from None
-            return self._conn
 
     def free_memory_mib(self):
         """Memory this node can still give guests: its total less what its running guests have, within the machine's."""
@@ -530,7 +539,7 @@ class LocalNode:
 SSH_CONNECT_TIMEOUT_S = 10        # an address that does not answer fails in this time, not TCP's minutes
 
 
-class RemoteNode:
+class RemoteNode(_LibvirtNode):
     """A compute node that is another machine, reached through its libvirt URI (``qemu+ssh://root@ADDR/system``).
 
     A classroom with several machines runs the same layouts across them: the controller
@@ -590,15 +599,6 @@ class RemoteNode:
         self._conn = None
         self._lock = threading.RLock()
 
-    def has(self, role):
-        """True when this node plays ``role``."""
-        return role in self.roles
-
-    @property
-    def hostname(self):
-        """The node's name in the topology, as ``server.host`` shows it (the machine's own: ``machine_hostname``)."""
-        return self.name
-
     @property
     def is_up(self):
         """True while the lab is connected to the remote machine's libvirtd."""
@@ -637,7 +637,7 @@ class RemoteNode:
         return urlunsplit(parts._replace(query="&".join(filter(None, [parts.query] + extra))))
 
     def _ssh_wrapper(self):
-        """A script libvirt runs instead of ``ssh``: never prompting, a short connect timeout, in the lab's namespace."""
+        """A script libvirt runs instead of ``ssh``: no prompt, a short connect timeout, in the lab's namespace."""
         ssh = shutil.which("ssh")
         if ssh is None:
             raise MissingPrerequisite(f"remote node {self.name} is reached over ssh, and ssh is not installed",
@@ -724,20 +724,13 @@ class RemoteNode:
         with self._lock:
             if self.stopped:
                 raise Conflict(f"remote node {self.name} is not connected", fix="start the lab (lab.nodes)")
-            if self._conn is not None:
-                try:
-                    if self._conn.isAlive():
-                        return self._conn
-                except libvirt.libvirtError:
-                    pass
             try:
-                self._conn = libvirt.open(self.connection_uri())
+                return self._cached_connection(lambda: libvirt.open(self.connection_uri()))
             except libvirt.libvirtError as exc:
                 raise self._unreachable(exc.get_error_message()) from None
-            return self._conn
 
     def free_memory_mib(self):
-        """Memory the remote can still give guests: its total less what its running guests have, within its free memory."""
+        """Memory the remote can still give guests: its total less its running guests', within its free memory."""
         from . import libvirt_module
         libvirt = libvirt_module()
         try:
@@ -784,14 +777,6 @@ class RemoteNode:
         """
         raise Conflict(f"node {self.name} is a remote machine ({self.uri}): the lab does not stop it",
                        fix="delete its servers (server.delete()), or stop it on that machine")
-
-    def _close(self):
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
 
     def destroy(self):
         """Disconnect from the remote machine and remove the node's folder here (the machine itself is left alone)."""

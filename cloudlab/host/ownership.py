@@ -129,25 +129,22 @@ class Process:
 
     def environ_has(self, entry):
         """True when the environment holds ``entry`` (``NAME=value``, exactly)."""
-        try:
-            with open(f"/proc/{self.pid}/environ", "rb") as f:
-                return entry.encode() in f.read().split(b"\0")
-        except OSError:
-            return False
+        return entry.encode() in _environ(self.pid)
+
+
+def _environ(pid):
+    """Process ``pid``'s environment as ``[b"NAME=value", ...]`` (empty when it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def owner_of(pid):
     """The owner mark (a lab host's state folder) in process ``pid``'s environment, or None."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            entries = f.read().split(b"\0")
-    except OSError:
-        return None
     mark = f"{OWNER_VARIABLE}=".encode()
-    for entry in entries:
-        if entry.startswith(mark):
-            return entry[len(mark):].decode(errors="replace")
-    return None
+    return next((e[len(mark):].decode(errors="replace") for e in _environ(pid) if e.startswith(mark)), None)
 
 
 def read_process(pid):
