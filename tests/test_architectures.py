@@ -136,6 +136,26 @@ def test_services_per_node_are_read_from_processes(lab):
 
 
 @pytest.mark.lab
+def test_keystone_runs_on_the_controller_and_answers_the_other_nodes(lab):
+    identity = lab.identity
+    controller = lab.nodes.controller
+    pids = [pid for pid, program, _ in controller.processes() if program == "gunicorn"]
+    assert pids, controller.processes()
+    assert all(p.net_inode == controller.netns_inode for p in all_processes() if p.pid in pids)
+    assert not any(program == "gunicorn" for node in lab.nodes if node is not controller
+                   for _, program, _ in node.processes())
+    # the learner's clients still find it on the machine's loopback ...
+    import requests
+    assert requests.get(f"{identity.url}/v3", timeout=5).json()["version"]["id"] == "v3.14"
+    # ... and a compute node reaches it on the controller's address, as nova-compute would
+    assert identity.node_url == f"http://{controller.address}:5000"
+    code = ("import json, urllib.request\n"
+            f"print(json.load(urllib.request.urlopen({identity.node_url + '/v3'!r}, timeout=5))['version']['id'])")
+    answer = lab.nodes["compute1"].run([sys.executable, "-c", code])
+    assert answer.returncode == 0 and answer.stdout.strip() == "v3.14", answer.stderr
+
+
+@pytest.mark.lab
 def test_every_node_syncs_from_the_controller(lab):
     deadline = time.monotonic() + 20
     while True:

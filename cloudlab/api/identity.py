@@ -20,6 +20,11 @@ The lab runs Keystone itself, not an imitation:
   sets fresh passwords and creates the course's projects and users and the service users
   (nova, glance, neutron, swift, cinder, manila) through Keystone's own REST API.
 
+In a multi-node layout Keystone is a process of the controller node (its namespaces), as
+the install guides put it there: it still answers on the loopback socket the lab bound
+(a socket keeps the namespace it was made in), and also on port 5000 of the controller's
+addresses, for the other nodes (:attr:`Identity.node_url`).
+
 Limits, chosen for a one-machine lab: SQLite, one gunicorn worker, bcrypt with 4
 rounds (Keystone's minimum: a login costs milliseconds, not a quarter of a second),
 tokens valid for 12 hours, an in-memory cache.  Everything else is Keystone's default.
@@ -52,6 +57,7 @@ DOMAIN = "Default"
 TEMPLATE_PASSWORD = "cloudlab-template"       # replaced in every lab before anyone can log in
 START_TIMEOUT_S = 90.0
 TOKEN_TTL_S = 12 * 3600
+NODE_PORT = 5000                              # Keystone's port, on the controller node's addresses
 # the services' own users (project "service", roles admin and service), as a deployment has them
 SERVICE_USERS = ("nova", "glance", "neutron", "swift", "cinder", "manila", "trove")
 DEFAULT_PROJECTS = {"demo": ["demo"]}
@@ -327,7 +333,9 @@ class Identity:
         self.lab = lab
         self.projects_wanted = dict(DEFAULT_PROJECTS if projects is None else projects)
         self._proc = None
+        self.node = None             # the controller node it runs on (multi-node layouts)
         self._sock = None
+        self._node_sock = None       # the socket on the controller node's addresses (multi-node layouts)
         self.port = None
         self.client = None
         self._credentials = {}       # user -> (password, project)
@@ -381,10 +389,26 @@ class Identity:
                 "--bind", f"fd://{self._sock.fileno()}", "--chdir", str(state),
                 "--pid", str(state / "gunicorn.pid"), "--error-logfile", str(state / "gunicorn.log"),
                 "cloudlab_keystone_wsgi:application"]
-        with open(state / "gunicorn.out", "wb") as out:
-            self._proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, pass_fds=(self._sock.fileno(),),
-                                          start_new_session=True)
+        self.node = self._controller_node()
+        if self.node is None:
+            with open(state / "gunicorn.out", "wb") as out:
+                self._proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                              stderr=subprocess.STDOUT, pass_fds=(self._sock.fileno(),),
+                                              start_new_session=True)
+        else:
+            # a process of the controller node: it answers on the socket bound here (the machine's
+            # loopback, where the learner's clients are) and on Keystone's own port on the node's
+            # addresses, where the other nodes' services reach it
+            # (gunicorn serves either inherited sockets or addresses it binds, never both: the
+            # node's socket is made here too, inside the node's namespace)
+            from ..host import netns
+            self._node_sock = netns.socket_in(self.node.netns)
+            self._node_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._node_sock.bind(("0.0.0.0", NODE_PORT))
+            self._node_sock.listen(128)
+            fds = (self._sock.fileno(), self._node_sock.fileno())
+            args[-1:-1] = ["--bind", f"fd://{self._node_sock.fileno()}"]
+            self._proc = self.node.popen(args, state / "gunicorn.out", pass_fds=fds, env=env)
         (state / "keystone.pid").write_text(f"{self._proc.pid}\n")
         try:
             self._wait_ready()
@@ -394,6 +418,22 @@ class Identity:
             self.stop()
             raise
         return self
+
+    def _controller_node(self):
+        """The controller node Keystone runs on in a multi-node layout (started first), or None."""
+        if len(self.lab.topology.nodes) < 2:
+            return None
+        return self.lab.nodes.controller
+
+    @property
+    def node_url(self):
+        """Keystone's URL as services on the lab's nodes reach it: the controller's address, port 5000.
+
+        In the all-in-one layout, the loopback URL (services run beside it).
+        """
+        if getattr(self, "node", None) is None:
+            return self.url
+        return f"http://{self.node.address}:{NODE_PORT}"
 
     def _log_tail(self, lines=8):
         text = []
@@ -449,9 +489,10 @@ class Identity:
             if self._proc is not None:
                 stop_process(self._proc, timeout=10)
                 self._proc = None
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            for sock in (self._sock, self._node_sock):
+                if sock is not None:
+                    sock.close()
+            self._sock = self._node_sock = None
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     @property

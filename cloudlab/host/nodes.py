@@ -80,6 +80,8 @@ SERVICE_OF = {
     "dnsmasq": "dnsmasq (DHCP: Neutron's DHCP agent)",
     "qemu-storage-daemon": "qemu-storage-daemon (NBD target: cinder-volume)",
     "ntp": "NTP server",
+    "gunicorn": "Keystone (identity, under gunicorn)",
+    "object-store": "object store (the Swift and S3 proxy)",
 }
 
 
@@ -300,13 +302,28 @@ class Node(_LibvirtNode):
             conn.networkCreateXML(f"<network><name>{self.network}</name><forward mode='bridge'/>"
                                   f"<bridge name='{TENANT_BRIDGE}'/></network>")
 
+    def popen(self, command, log, pass_fds=(), env=None):
+        """Start ``command`` (a list) as a process of this node; returns its ``subprocess.Popen``.
+
+        Args:
+            log: path of the file its output goes to (appended).
+            pass_fds: file descriptors it inherits: a socket bound elsewhere (on the machine's
+                loopback, say) keeps the namespace it was made in, so a service of the node can
+                also answer there, as systemd's socket activation hands a service its socket.
+            env: extra environment; the lab's owner mark is always set.
+        Stop it with :func:`cloudlab.process.stop_process`; a power cut (:meth:`stop`) ends it too.
+        """
+        from .ownership import child_env
+        environment = child_env()
+        environment.update(env or {})
+        with open(log, "ab") as out:
+            return subprocess.Popen(self.enter_args() + list(command), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=environment,
+                                    pass_fds=tuple(pass_fds))
+
     def start_process(self, name, command):
         """Start ``command`` inside the node (marked as the lab's), remembered as ``name`` in its pids."""
-        from .ownership import child_env
-        log = open(self.state_path / f"{name}.log", "ab")
-        proc = subprocess.Popen(self.enter_args() + command, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=child_env())
-        log.close()
+        proc = self.popen(command, self.state_path / f"{name}.log")
         self._procs.append(proc)
         self.pids[name] = proc.pid
         self._save()
@@ -443,6 +460,10 @@ class Node(_LibvirtNode):
                 continue
             if "cloudlab ntp serve" in proc.cmdline:
                 program = "ntp"
+            elif "cloudlab object-store" in proc.cmdline:
+                program = "object-store"
+            elif "cloudlab_keystone_wsgi" in proc.cmdline:
+                program = "gunicorn"
             service = SERVICE_OF.get(program)
             if service is None:
                 continue
