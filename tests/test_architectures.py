@@ -115,6 +115,29 @@ def test_nodes_are_hosts_of_their_own(lab):
 
 
 @pytest.mark.lab
+def test_each_node_has_its_own_pid_namespace_under_its_own_init(lab):
+    nodes = lab.nodes
+    assert len({n.pidns_inode for n in nodes}) == 4 and None not in {n.pidns_inode for n in nodes}
+    assert os.stat("/proc/self/ns/pid").st_ino not in {n.pidns_inode for n in nodes}
+    for node in nodes:
+        # inside the node, its init is PID 1 and ps lists the node's own processes only
+        listed = node.run(["ps", "-eo", "pid=,args="]).stdout.splitlines()
+        first = [line.split(None, 1) for line in listed if line.split()[0] == "1"]
+        assert first and "node_init" in first[0][1], listed
+        assert node.run(["hostname"]).stdout.strip() == node.name
+        inside = {p.pid for p in all_processes() if p.net_inode == node.netns_inode} - {node._init.pid}
+        assert len(listed) <= len(inside) + 2, (listed, inside)    # + ps and its nsenter's child
+        # what the lab records are the machine's pids of the node's processes
+        for name, pid in node.pids.items():
+            assert os.stat(f"/proc/{pid}/ns/pid").st_ino == node.pidns_inode, name
+    c1 = nodes["compute1"]
+    inside_pid = int((c1.state_path / "libvirtd.pid").read_text())
+    assert inside_pid != c1.pids["libvirtd"] and nodes_mod.host_pid(inside_pid, c1.pidns_inode) == c1.pids["libvirtd"]
+    compute1_ps = c1.run(["ps", "-eo", "args="]).stdout
+    assert "libvirtd" in compute1_ps and "dnsmasq" not in compute1_ps      # the controller's is not seen here
+
+
+@pytest.mark.lab
 def test_a_second_lab_of_the_same_name_is_refused_and_harms_nothing(lab):
     other = cl.Lab(cl.TwoNode(), name="arch")
     with pytest.raises(cl.Conflict, match="exists already"):
@@ -295,13 +318,27 @@ def test_host_down_removes_the_nodes_of_a_lab_that_never_stopped():
                                   "import os, cloudlab as cl\n"
                                   "lab = cl.Lab(cl.ThreeNode(), name='crash')\n"
                                   "print(len(list(lab.nodes)), flush=True)\n"
+                                  "lab.identity\n"
+                                  "print(*[pid for pid, program, _ in lab.nodes.controller.processes()\n"
+                                  "        if program == 'gunicorn'], flush=True)\n"
                                   "os._exit(0)   # no lab.stop(): the nodes stay behind\n"],
-                                 env=env, capture_output=True, text=True, timeout=120)
-        assert crashed.stdout.strip() == "3", crashed.stderr
+                                 env=env, capture_output=True, text=True, timeout=180)
+        lines = crashed.stdout.splitlines()
+        assert lines[0] == "3" and len(lines) == 2 and lines[1], crashed.stderr
+        # Keystone, in the controller's PID namespace where the lab's pid names nothing, still sees
+        # its lab process end (the pipe it watches) and ends with it; the nodes stay for `host down`
+        keystone = [int(pid) for pid in lines[1].split()]
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(f"/proc/{pid}") for pid in keystone) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in keystone), "Keystone outlived its lab"
         left = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True).stdout
         assert "node network namespace" in left and "management bridge" in left
     finally:
         subprocess.run(cli + ["down"], env=env, capture_output=True)
+    # the crashed lab's own files (Keystone's database) are its data, as a crashed all-in-one lab's
+    # are: the next lab of that name replaces them; the nodes are what `host down` must remove
+    shutil.rmtree(os.path.join(home, "crash"), ignore_errors=True)
     result = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
     assert not [n for n in os.listdir(netns.NETNS_DIR) if n.startswith(f"{config.netns()}-crash")]

@@ -335,6 +335,7 @@ class Identity:
         self._proc = None
         self.node = None             # the controller node it runs on (multi-node layouts)
         self._sock = None
+        self._watch = None           # the write end of the pipe Keystone watches (see keystone_gunicorn.py)
         self._node_sock = None       # the socket on the controller node's addresses (multi-node layouts)
         self.port = None
         self.client = None
@@ -381,7 +382,9 @@ class Identity:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         env = _manage_env(state)
-        env["CLOUDLAB_PARENT_PID"] = str(os.getpid())
+        # Keystone ends itself when the read end of this pipe sees end-of-file: when this process ends
+        watch, self._watch = os.pipe()
+        env["CLOUDLAB_PARENT_FD"] = str(watch)
         # the owner mark `host leftovers` looks for: this process belongs to this lab host
         from ..host import state_dir as host_state_dir
         env["CLOUDLAB_OWNER"] = str(host_state_dir())
@@ -393,7 +396,7 @@ class Identity:
         if self.node is None:
             with open(state / "gunicorn.out", "wb") as out:
                 self._proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                              stderr=subprocess.STDOUT, pass_fds=(self._sock.fileno(),),
+                                              stderr=subprocess.STDOUT, pass_fds=(self._sock.fileno(), watch),
                                               start_new_session=True)
         else:
             # a process of the controller node: it answers on the socket bound here (the machine's
@@ -406,9 +409,10 @@ class Identity:
             self._node_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._node_sock.bind(("0.0.0.0", NODE_PORT))
             self._node_sock.listen(128)
-            fds = (self._sock.fileno(), self._node_sock.fileno())
+            fds = (self._sock.fileno(), self._node_sock.fileno(), watch)
             args[-1:-1] = ["--bind", f"fd://{self._node_sock.fileno()}"]
             self._proc = self.node.popen(args, state / "gunicorn.out", pass_fds=fds, env=env)
+        os.close(watch)
         (state / "keystone.pid").write_text(f"{self._proc.pid}\n")
         try:
             self._wait_ready()
@@ -493,6 +497,9 @@ class Identity:
                 if sock is not None:
                     sock.close()
             self._sock = self._node_sock = None
+            if self._watch is not None:
+                os.close(self._watch)
+                self._watch = None
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     @property

@@ -127,20 +127,25 @@ class NbdBackend(FileBackend):
             node = self.lab.nodes.storage
             self.address, ns = node.address, node.netns
         else:
-            host = self.lab.host
+            node, host = None, self.lab.host
             self.address, ns = host.gateway, host.netns
         log = self.folder / f"{self.prefix}nbd.log"
         for port in range(self.first_port, self.first_port + 10):
             self.monitor_path.unlink(missing_ok=True)
-            args = netns.enter_args(ns) + [
+            args = [
                 "qemu-storage-daemon",
                 "--chardev", f"socket,path={self.monitor_path},server=on,wait=off,id=monitor",
                 "--monitor", "chardev=monitor",
                 "--nbd-server", f"addr.type=inet,addr.host={self.address},addr.port={port}"]
             try:
-                with open(log, "wb") as out:
-                    self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                  env=ownership.child_env())
+                log.unlink(missing_ok=True)
+                if node is not None:          # a process of the storage node (all its namespaces)
+                    self._proc = node.popen(args, log)
+                else:
+                    with open(log, "wb") as out:
+                        self._proc = subprocess.Popen(netns.enter_args(ns) + args, stdout=out,
+                                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                      env=ownership.child_env())
             except FileNotFoundError:
                 raise MissingPrerequisite("qemu-storage-daemon is not installed",
                                           fix="run `make lab`, or `sudo apt-get install qemu-system-x86`") from None
@@ -175,7 +180,9 @@ class NbdBackend(FileBackend):
     @property
     def pid(self):
         """The daemon's process id, or None."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return getattr(self._proc, "service_pid", self._proc.pid)
 
     @staticmethod
     def export_name(volume_id):

@@ -281,7 +281,7 @@ def _reset_private_dirs(state_path):
 
 
 def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True, hostname=None, owner=None,
-                           listen=None):
+                           listen=None, enter=None, host_pid=None):
     """Start virtlogd and libvirtd (or ``only`` some of them) in a private mount namespace, inside ``ns`` if set.
 
     Args:
@@ -294,6 +294,11 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True, host
         listen: an address on which libvirtd also accepts unauthenticated TCP connections
             (``qemu+tcp://ADDR/system``, port 16509), for peer-to-peer live migration
             between nodes; only ever an address inside the lab's own namespaces.
+        enter: a command prefix that enters namespaces made already (a node's, held by its
+            init: :meth:`cloudlab.host.nodes.Node.enter_args`): the daemons' mounts are then
+            made in that mount namespace, and ``ns`` and ``hostname`` are not used.
+        host_pid: turns a pid the daemons wrote (in their own PID namespace) into this
+            machine's; by default the pid files hold this machine's pids already.
     Returns:
         the URI and ``{daemon: pid}`` of the daemons started.
     """
@@ -319,7 +324,7 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True, host
     for name in only:
         (state_path / f"{name}.pid").unlink(missing_ok=True)
     lines = ["set -e"]
-    if hostname:
+    if hostname and not enter:
         lines.append(f"hostname {hostname}")
     for target, sub in PRIVATE_DIRS.items():
         lines.append(f"mkdir -p {target} && mount --bind {state_path / sub} {target}")
@@ -329,8 +334,11 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True, host
         lines.append(f"mount --bind {cover} /dev/kvm && mount -o remount,bind,ro /dev/kvm")
     lines += [f"{programs[name]} -d{' --listen' if listen and name == 'libvirtd' else ''} "
               f"-p {state_path / (name + '.pid')}" for name in DAEMONS if name in only]
-    args = netns.enter_args(ns) + ["unshare", "-m", *(["-u"] if hostname else []), "--propagation", "private",
-                                   "sh", "-c", "\n".join(lines)]
+    if enter:
+        args = list(enter) + ["sh", "-c", "\n".join(lines)]
+    else:
+        args = netns.enter_args(ns) + ["unshare", "-m", *(["-u"] if hostname else []), "--propagation", "private",
+                                       "sh", "-c", "\n".join(lines)]
     from .ownership import child_env
     result = subprocess.run(args, capture_output=True, text=True, env=child_env(state_dir=owner or state_path))
     if result.returncode != 0:
@@ -353,12 +361,16 @@ def _start_private_daemons(state_path, accel, ns, only=DAEMONS, fresh=True, host
         # a daemon writes its pid file once it has detached: wait for it
         while True:
             try:
-                pids[name] = int((state_path / f"{name}.pid").read_text())
-                break
+                pid = int((state_path / f"{name}.pid").read_text())
+                pid = host_pid(pid) if host_pid else pid
             except (OSError, ValueError):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
+                pid = None
+            if pid:
+                pids[name] = pid
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
     return uri, pids
 
 

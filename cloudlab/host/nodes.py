@@ -7,16 +7,19 @@ kernel namespaces, not a virtual machine:
   addresses, routes and ports; its ``eth0`` is one end of a veth pair whose other end
   is plugged into the lab's **management bridge** in the lab host's namespace, so the
   nodes reach each other at ``10.214.N.11``, ``.12``, ... as machines on one switch do;
-* a **UTS namespace** for the daemons of a compute node, so its libvirtd reports the
-  node's own host name (``compute1``), which is what ``server.host`` shows;
-* a **mount namespace** for those daemons (the lab host's own recipe, reused:
-  :func:`cloudlab.host._start_private_daemons`), so each compute node's libvirtd has
-  its own /etc/libvirt, /run/libvirt and /var/lib/libvirt.
+* a **PID namespace**, whose PID 1 is the node's own init (:mod:`cloudlab.host.node_init`),
+  with a **mount namespace** (its own ``/proc``, so ``ps`` in the node lists only the
+  node's processes) and a **UTS namespace** (its own host name, ``compute1``, which its
+  libvirtd reports and ``server.host`` shows).  Every process of the node is started
+  inside all four (:meth:`Node.enter_args`), the lab host's recipe for a private
+  libvirtd (:func:`cloudlab.host._start_private_daemons`) makes a compute node's
+  /etc/libvirt, /run/libvirt and /var/lib/libvirt its own in that mount namespace, and
+  stopping a node (a power cut) ends its init: the kernel then ends everything in it.
+  The lab keeps the machine's pids of what runs there (a daemon's pid file says the
+  pid it has inside the node; :func:`host_pid` translates), and finds leftovers by
+  the network namespace's inode (:mod:`cloudlab.host.ownership`).
 
-No PID namespace: libvirtd detaches itself (``-d``) and writes a pid file, and the lab
-finds and ends what it started by those pids and by the namespaces' inodes
-(:mod:`cloudlab.host.ownership`); a PID namespace would need an init process of its
-own per node to keep it alive.  The nodes share the machine's kernel, clock and disk;
+The nodes share the machine's kernel, clock and disk;
 a server's disk file is therefore visible on every compute node, as on shared storage
 (NFS or Ceph under Nova's instance folder), which is what lets a server move between
 them with libvirt's live migration.
@@ -45,6 +48,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -56,7 +60,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .. import config
-from ..errors import CloudlabError, Conflict, HostUnreachable, InvalidInput, MissingPrerequisite, NotFound
+from ..errors import (CloudlabError, Conflict, HostUnreachable, InvalidInput, MissingPrerequisite, NotFound,
+                      ResourceTimeout)
 from ..topology import COMPUTE, CONTROLLER, STORAGE
 from . import netns
 
@@ -69,6 +74,8 @@ MGMT_MTU = 1600                   # 1500-byte guest frames + 50 bytes of VXLAN f
 NTP_PORT = 123
 DEFAULT_NODE_RAM_MIB = 2048       # what a compute node offers its guests (Nova's resource tracker total)
 DEFAULT_NODE_VCPUS = 4
+INIT = Path(__file__).with_name("node_init.py")    # PID 1 of each node's PID namespace
+INIT_TIMEOUT_S = 10.0
 TENANT_BRIDGE = "brq"             # in each node's own namespace: the name need not be unique machine-wide
 VXLAN_DEVICE = f"vxlan-{VNI}"
 
@@ -80,6 +87,7 @@ SERVICE_OF = {
     "dnsmasq": "dnsmasq (DHCP: Neutron's DHCP agent)",
     "qemu-storage-daemon": "qemu-storage-daemon (NBD target: cinder-volume)",
     "ntp": "NTP server",
+    "init": "init (PID 1 of the node's PID namespace)",
     "gunicorn": "Keystone (identity, under gunicorn)",
     "object-store": "object store (the Swift and S3 proxy)",
 }
@@ -116,6 +124,82 @@ def _inode(path):
         return os.stat(path).st_ino
     except OSError:
         return None
+
+
+def _children(pid):
+    """The pids of ``pid``'s children (its main thread's), read from /proc; [] once it is gone."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def host_pid(ns_pid, pidns_inode):
+    """This machine's pid of the process that is ``ns_pid`` inside the PID namespace ``pidns_inode``, or None.
+
+    A daemon in a node writes its pid as the node sees it (libvirtd's pid file says 9);
+    the kernel lists every pid a process has, outermost first, in ``NSpid`` of
+    ``/proc/PID/status``.
+    """
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/pid").st_ino != pidns_inode:
+                continue
+            with open(f"/proc/{entry}/status") as status:
+                for line in status:
+                    if line.startswith("NSpid:"):
+                        if int(line.split()[-1]) == ns_pid:
+                            return int(entry)
+                        break
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class _Entered(subprocess.Popen):
+    """A process started through ``nsenter`` into a node's PID namespace.
+
+    nsenter must fork to put a command into a PID namespace (the namespace is for its
+    children), and it passes no signal on to that child.  So signals go to the child
+    itself, whose pid on this machine is :attr:`service_pid`; nsenter exits when it does,
+    with its status, so ``wait()`` and ``returncode`` work as for any Popen.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._service_pid = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def service_pid(self):
+        """The command's own pid on this machine (nsenter's child)."""
+        deadline = time.monotonic() + 2
+        while self._service_pid is None and self.poll() is None:
+            found = _children(self.pid)
+            if found:
+                self._service_pid = found[0]
+            elif time.monotonic() > deadline:
+                return self.pid
+            else:
+                time.sleep(0.005)
+        return self._service_pid or self.pid
+
+    def send_signal(self, sig):
+        """Send ``sig`` to the command (not to nsenter)."""
+        if self.poll() is not None:
+            return
+        try:
+            os.kill(self.service_pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _used_third_octets(ns):
@@ -203,6 +287,8 @@ class Node(_LibvirtNode):
         self._conn = None
         self._lock = threading.RLock()
         self._procs = []        # Popen handles of what this node runs besides libvirt (NTP, dnsmasq)
+        self._init = None       # the Popen of `unshare` whose child is the node's init
+        self.init_pid = None    # that init: PID 1 inside the node, this pid on the machine
         self.network = f"{self.lab.prefix}net"
 
     # -- what the node is -----------------------------------------------------------
@@ -222,8 +308,10 @@ class Node(_LibvirtNode):
         """True while the node runs (its namespace exists and, on a compute node, its libvirtd answers)."""
         if self.stopped or not netns.exists(self.netns):
             return False
+        from . import _pid_alive
+        if not _pid_alive(self.init_pid):
+            return False
         if self.has(COMPUTE):
-            from . import _pid_alive
             return all(_pid_alive(self.pids.get(name)) for name in ("libvirtd", "virtlogd"))
         return True
 
@@ -232,9 +320,70 @@ class Node(_LibvirtNode):
         """The inode of the node's network namespace (how its processes are told apart), or None."""
         return _inode(netns.path(self.netns)) if self.netns else None
 
+    @property
+    def pidns_inode(self):
+        """The inode of the node's PID namespace (its init's), or None while the node is stopped."""
+        try:
+            return os.stat(f"/proc/{self.init_pid}/ns/pid").st_ino if self.init_pid else None
+        except OSError:
+            return None
+
     def enter_args(self):
-        """Command prefix that runs a command inside this node's network namespace."""
+        """Command prefix that runs a command inside this node: its network, mount, UTS and PID namespaces.
+
+        Before its init runs (and after a power cut), only its network namespace.
+        """
+        if self.init_pid and self._init is not None and self._init.poll() is None:
+            return ["nsenter", "-t", str(self.init_pid), "-n", "-m", "-u", "-p", "--"]
         return netns.enter_args(self.netns)
+
+    def start_init(self):
+        """Start the node's init: PID 1 of a PID namespace of the node's own, with its own mount and UTS
+        namespaces (and so its own ``/proc`` and host name), inside its network namespace.
+
+        Every process of the node is then started inside all four (:meth:`enter_args`), so
+        ``ps`` in the node lists only the node's processes, and ending the init ends them all.
+
+        Raises:
+            CloudlabError: the init did not start (its log is quoted).
+        """
+        from .ownership import child_env
+        log = self.state_path / "init.log"
+        script = f"hostname {shlex.quote(self.name)} && exec {shlex.quote(sys.executable)} -I {shlex.quote(str(INIT))}"
+        # --kill-child: should unshare end (the lab ends it to cut the node's power), its child, the init,
+        # is killed by the kernel, and every process of the namespace with it
+        args = netns.enter_args(self.netns) + ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                                               "--uts", "--propagation", "private", "sh", "-c", script]
+        with open(log, "ab") as out:
+            self._init = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True, env=child_env())
+        deadline = time.monotonic() + INIT_TIMEOUT_S
+        while True:
+            found = _children(self._init.pid)
+            if found and str(INIT) in _cmdline(found[0]):    # exec'd: the host name and /proc are set
+                break
+            if self._init.poll() is not None:
+                raise CloudlabError(f"the init of node {self.name} did not start: "
+                                    f"{log.read_text(errors='replace')[-300:]}", fix=f"see {log}")
+            if time.monotonic() > deadline:
+                raise ResourceTimeout(f"the init of node {self.name} did not start within {INIT_TIMEOUT_S:g} s",
+                                      fix=f"see {log}")
+            time.sleep(0.005)
+        self.init_pid = found[0]
+        self.pids["init"] = self.init_pid
+        self._save()
+
+    def _stop_init(self):
+        """End the init, and with it (the kernel's doing) every process left in the node's PID namespace."""
+        from ..process import stop_process
+        if self._init is not None:
+            stop_process(self._init)
+            self._init = None
+        from . import _pid_alive
+        deadline = time.monotonic() + 5
+        while _pid_alive(self.init_pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.init_pid = None
 
     def run(self, command, timeout=30):
         """Run ``command`` (a list) inside the node's network namespace; returns the CompletedProcess."""
@@ -290,8 +439,11 @@ class Node(_LibvirtNode):
             raise InvalidInput(f"the libvirt socket of node {self.name} would be {socket_path}, longer than a "
                                "unix socket's path may be (108 bytes)",
                                fix="set CLOUDLAB_HOME to a shorter folder, or give the lab a shorter name")
+        pidns = self.pidns_inode
         self.uri, pids = _start_private_daemons(self.state_path, self.accel, self.netns, hostname=self.name,
-                                                owner=state_dir(), listen=self.address, fresh=not self.pids)
+                                                owner=state_dir(), listen=self.address,
+                                                fresh="libvirtd" not in self.pids, enter=self.enter_args(),
+                                                host_pid=lambda pid: host_pid(pid, pidns))
         self.pids.update(pids)
         self._save()
         conn = self.connect()
@@ -316,16 +468,17 @@ class Node(_LibvirtNode):
         from .ownership import child_env
         environment = child_env()
         environment.update(env or {})
+        enter = self.enter_args()
+        kind = _Entered if "-p" in enter else subprocess.Popen
         with open(log, "ab") as out:
-            return subprocess.Popen(self.enter_args() + list(command), stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, env=environment,
-                                    pass_fds=tuple(pass_fds))
+            return kind(enter + list(command), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        start_new_session=True, env=environment, pass_fds=tuple(pass_fds))
 
     def start_process(self, name, command):
         """Start ``command`` inside the node (marked as the lab's), remembered as ``name`` in its pids."""
         proc = self.popen(command, self.state_path / f"{name}.log")
         self._procs.append(proc)
-        self.pids[name] = proc.pid
+        self.pids[name] = getattr(proc, "service_pid", proc.pid)
         self._save()
         return proc
 
@@ -368,6 +521,7 @@ class Node(_LibvirtNode):
         for name in ("libvirtd", "virtlogd"):
             if name in self.pids:
                 _stop_pid(self.pids[name])
+        self._stop_init()
         inode = self.netns_inode
         if inode:
             from .ownership import all_processes
@@ -456,12 +610,14 @@ class Node(_LibvirtNode):
             if proc.net_inode != inode:
                 continue
             program = proc.name
-            if program in ("ip", "nsenter"):
+            if program in ("ip", "nsenter", "unshare"):
                 continue
             if "cloudlab ntp serve" in proc.cmdline:
                 program = "ntp"
             elif "cloudlab object-store" in proc.cmdline:
                 program = "object-store"
+            elif str(INIT) in proc.cmdline:
+                program = "init"
             elif "cloudlab_keystone_wsgi" in proc.cmdline:
                 program = "gunicorn"
             service = SERVICE_OF.get(program)
@@ -474,7 +630,7 @@ class Node(_LibvirtNode):
         """Names of the services this node runs now (one per program, in the learner's words)."""
         seen = []
         for _, program, service in self.processes():
-            if program == "qemu-system-x86_64":
+            if program in ("qemu-system-x86_64", "init"):
                 continue
             if service not in seen:
                 seen.append(service)
@@ -942,7 +1098,8 @@ class Nodes:
 
     def _start_services(self, node):
         """Start what ``node`` runs: libvirt on a compute node, DHCP and the NTP server on the controller,
-        an NTP follower on every other node."""
+        an NTP follower on every other node (all of it under the node's own init)."""
+        node.start_init()
         if node.has(COMPUTE):
             node.start_libvirt()
         python = [sys.executable, "-m", "cloudlab", "ntp", "serve", "--port", str(NTP_PORT)]
