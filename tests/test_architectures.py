@@ -359,4 +359,10 @@ def test_the_diagram_is_drawn_from_the_live_layout(lab, servers):
         block = text.split(f"node {server.host} ")[1].split("\n  node ")[0]
         assert f"server {server.name} (" in block
     assert "block1 -- tenant" not in text        # the storage node is not on the tenant network
+    # Keystone (started by an earlier test) is drawn from the controller's processes, not as a part of the lab's
+    lab.identity  # noqa: B018
+    text = str(lab.diagram(save=False))
+    controller = text.split("node controller ")[1].split("node compute1 ")[0]
+    assert "service Keystone (identity, under gunicorn)" in controller, text
+    assert "identity (Keystone), in the lab's process" not in text
     assert picture.svg().startswith("<?xml")
