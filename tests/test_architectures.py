@@ -133,6 +133,10 @@ def test_each_node_has_its_own_pid_namespace_under_its_own_init(lab):
     c1 = nodes["compute1"]
     inside_pid = int((c1.state_path / "libvirtd.pid").read_text())
     assert inside_pid != c1.pids["libvirtd"] and nodes_mod.host_pid(inside_pid, c1.pidns_inode) == c1.pids["libvirtd"]
+    table = c1.process_table()
+    assert table[0]["pid"] == 1 and table[0]["program"] == "init" and table[0]["host_pid"] == c1.init_pid
+    assert {"pid": inside_pid, "host_pid": c1.pids["libvirtd"], "program": "libvirtd",
+            "service": nodes_mod.SERVICE_OF["libvirtd"]} in table
     compute1_ps = c1.run(["ps", "-eo", "args="]).stdout
     assert "libvirtd" in compute1_ps and "dnsmasq" not in compute1_ps      # the controller's is not seen here
 

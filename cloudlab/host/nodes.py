@@ -626,6 +626,22 @@ class Node(_LibvirtNode):
             found.append((proc.pid, program, service))
         return sorted(found, key=lambda item: (item[1], item[0]))
 
+    def process_table(self):
+        """What ``ps`` inside the node would list of the lab's programs: ``[{pid, host_pid, program, service}]``.
+
+        ``pid`` is the process's pid inside the node's PID namespace (its init is 1),
+        ``host_pid`` the same process's pid on this machine; sorted by ``pid``.
+        """
+        rows = []
+        for pid, program, service in self.processes():
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    inside = next(int(line.split()[-1]) for line in status if line.startswith("NSpid:"))
+            except (OSError, ValueError, StopIteration):
+                continue
+            rows.append({"pid": inside, "host_pid": pid, "program": program, "service": service})
+        return sorted(rows, key=lambda row: row["pid"])
+
     def services(self):
         """Names of the services this node runs now (one per program, in the learner's words)."""
         seen = []
