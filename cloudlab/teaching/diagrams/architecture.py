@@ -5,8 +5,10 @@ runs: each node is a box holding the services found among its processes (libvirt
 dnsmasq, qemu-storage-daemon, the NTP server: :meth:`cloudlab.host.nodes.Node.services`),
 the servers running on each compute node and the volumes each storage node serves.  The
 management network joins every node; the tenant network (VXLAN) joins the compute nodes
-and the controller.  The API services that the lab runs in its own Python process
-(object store, image registry, identity) are drawn on the controller, where the install
+and the controller.  The API services found among the controller's processes (in a
+multi-node layout the object store and Keystone run there) are drawn from them too; the
+ones the lab runs in its own Python process (the image registry, the REST APIs, and the
+object store of the all-in-one layout) are drawn on the controller, where the install
 guide puts them, and say that they are reached on loopback.
 """
 
@@ -20,7 +22,9 @@ API_SERVICES = {"object_store": "object store proxy (Swift / S3), in the lab's p
 # a program found on a node, as the picture names it (short: the boxes have one size)
 SHORT = {"libvirtd": "libvirtd (hypervisor daemon)", "virtlogd": "virtlogd (console logs)",
          "dnsmasq": "dnsmasq (DHCP agent)", "qemu-storage-daemon": "qemu-storage-daemon (NBD)",
-         "ntp": "NTP server"}
+         "ntp": "NTP server", "object-store": "Swift / S3 proxy", "gunicorn": "Keystone (gunicorn)"}
+# the lab's services that are a node's process in a multi-node layout: drawn from the processes found
+API_PROGRAM = {"object_store": "object-store", "identity": "gunicorn"}
 API_SHORT = {"object_store": "Swift / S3 proxy", "image": "Glance (images)", "identity": "Keystone",
              "api": "OpenStack APIs", "ntp": "lab NTP"}
 ROLE_COLOURS = {"controller": "#e3ecf7", "compute": "#e6f2df", "storage": "#f7eedf"}
@@ -71,7 +75,8 @@ def layout(lab):
                     programs.append(program)
             services = [(SHORT[p], SERVICE_OF[p]) for p in programs]
             if node.has("controller"):
-                services += [(f"{API_SHORT[name]}\n(in the lab's process)", API_SERVICES[name]) for name in api]
+                services += [(f"{API_SHORT[name]}\n(in the lab's process)", API_SERVICES[name]) for name in api
+                             if API_PROGRAM.get(name) not in programs]
             for i, (label, service) in enumerate(services):
                 fixed_node(box, f"{node.name}_svc{i}", label, width="2.6", height="0.5")
                 lines.append(f"  service {service}")
