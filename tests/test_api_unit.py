@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 import cloudlab as cl
 from cloudlab import compute as compute_mod
 from cloudlab.api import _yaml_clouds
-from cloudlab.api.auth import TokenInfo
+from cloudlab.api.auth import ServiceLogin, TokenInfo, TokenValidator, keystone_accounts, swift_account
 from cloudlab.api.compute import MAX_VERSION, parse_version
 from cloudlab.api.http import ApiError, field, json_body, middleware, nova_fault
 from cloudlab.api.image import glance_fault
@@ -142,6 +142,25 @@ def test_token_document_is_read():
     assert (info.user_name, info.project_id, info.roles) == ("demo", "p", ("member", "reader"))
     assert info.can_write and not info.is_admin
     assert not TokenInfo.from_token(dict(body, roles=[{"name": "reader"}])).can_write
+
+
+def test_swift_account_rule_of_keystone_tokens():
+    member = TokenInfo("u1", "demo", "p1", "demo", ("member",), 2e9)
+    assert swift_account(member) == ("AUTH_p1", "p1:u1")
+    assert swift_account(TokenInfo("u1", "demo", "p1", "demo", ("reader",), 2e9)) is None
+    assert swift_account(TokenInfo("u1", "demo", "", "", ("member",), 2e9)) is None     # not project-scoped
+    assert swift_account(None) is None
+
+
+def test_a_keystone_that_cannot_be_asked_accepts_no_token():
+    import socket
+    with socket.socket() as closed:            # a loopback port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        login = ServiceLogin(url, "swift", "pw")
+        assert keystone_accounts(TokenValidator(login, "swift"))("gAAAAsome-token") is None
+    with pytest.raises(cl.CloudlabError, match="'swift'"):
+        login.service_token("nova")
 
 
 def test_clouds_yaml_is_valid_yaml_for_any_password():

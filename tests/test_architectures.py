@@ -10,6 +10,7 @@ served by the storage node over NBD, every node's clock against the controller, 
 nothing of the nodes left once the lab stops.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -163,6 +164,45 @@ def test_services_per_node_are_read_from_processes(lab):
 
 
 @pytest.mark.lab
+def test_the_object_store_runs_on_the_controller_and_answers_the_other_nodes(lab):
+    store = lab.object_store
+    controller = lab.nodes.controller
+    assert store.server is None and store.node is controller
+    pids = [pid for pid, program, _ in controller.processes() if program == "object-store"]
+    assert pids == [store.process.pid], controller.processes()
+    assert all(p.net_inode == controller.netns_inode for p in all_processes() if p.pid in pids)
+    assert not any(program == "object-store" for node in lab.nodes if node is not controller
+                   for _, program, _ in node.processes())
+    # the learner's clients, in this process, reach it on the machine's loopback: Swift and S3, one store
+    assert store.url.startswith("http://127.0.0.1:")
+    conn = store.connection()
+    conn.put_container("arch")
+    conn.put_object("arch", "hello.txt", b"from the test process")
+    s3 = store.s3_client()
+    assert s3.get_object(Bucket="arch", Key="hello.txt")["Body"].read() == b"from the test process"
+    s3.put_object(Bucket="arch", Key="s3.txt", Body=b"through S3")
+    assert conn.get_object("arch", "s3.txt")[1] == b"through S3"
+    # ... and a compute node reaches it on the controller's address, port 8080, as a service there would
+    assert store.node_url == f"http://{controller.address}:8080"
+    user, key = next(iter(store.users.items()))
+    code = ("import urllib.request\n"
+            f"login = urllib.request.Request({store.node_url + '/auth/v1.0'!r}, "
+            f"headers={{'X-Auth-User': {user!r}, 'X-Auth-Key': {key!r}}})\n"
+            "answer = urllib.request.urlopen(login, timeout=5)\n"
+            "url, token = answer.headers['X-Storage-Url'], answer.headers['X-Auth-Token']\n"
+            "get = urllib.request.Request(url + '/arch/hello.txt', headers={'X-Auth-Token': token})\n"
+            "print(url, urllib.request.urlopen(get, timeout=5).read().decode())")
+    answer = lab.nodes["compute1"].run([sys.executable, "-c", code])
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == [f"{store.node_url}/v1/AUTH_test", "from", "the", "test", "process"]
+    # the layout's picture draws it among the controller's processes, not in the lab's process
+    text = str(lab.diagram(save=False))
+    controller_block = text.split("node controller ")[1].split("\nnode ")[0]
+    assert "service object store (the Swift and S3 proxy)" in controller_block, text
+    assert "object store proxy (Swift / S3), in the lab's process" not in text
+
+
+@pytest.mark.lab
 def test_keystone_runs_on_the_controller_and_answers_the_other_nodes(lab):
     identity = lab.identity
     controller = lab.nodes.controller
@@ -180,6 +220,43 @@ def test_keystone_runs_on_the_controller_and_answers_the_other_nodes(lab):
             f"print(json.load(urllib.request.urlopen({identity.node_url + '/v3'!r}, timeout=5))['version']['id'])")
     answer = lab.nodes["compute1"].run([sys.executable, "-c", code])
     assert answer.returncode == 0 and answer.stdout.strip() == "v3.14", answer.stderr
+
+
+@pytest.mark.lab
+def test_a_keystone_token_opens_its_project_in_the_object_store_process(lab):
+    """The store's process checks Keystone tokens itself (as the swift service user), at Keystone on the controller."""
+    import swiftclient
+    store = lab.object_store
+    before = conn = store.connection()
+    conn.put_container("kept")
+    conn.put_object("kept", "a.txt", b"written before Keystone")
+    # a store started before Keystone is started again with Keystone's options; one started after has them
+    pid, restarted = store.process.pid, store.keystone is None
+    lab.api  # noqa: B018 - starts the OpenStack APIs: the store now trusts Keystone
+    assert store.keystone is lab.identity and (store.process.pid != pid) == restarted
+    assert any("--keystone-url" in p.cmdline and lab.identity.node_url in p.cmdline
+               for p in all_processes() if p.pid == store.process.pid)
+    assert not any(lab.identity.credentials("swift")[0] in p.cmdline for p in all_processes())
+    project = lab.identity.project_id("demo")
+    token = lab.identity.issue_token("demo")[0]
+    mine = swiftclient.Connection(preauthurl=f"{store.url}/v1/AUTH_{project}", preauthtoken=token, retries=0)
+    mine.put_container("keystone")
+    mine.put_object("keystone", "b.txt", b"with a Keystone token")
+    assert mine.get_object("keystone", "b.txt")[1] == b"with a Keystone token"
+    assert "keystone" in {c["name"] for c in mine.get_account()[1]}
+    # not another project's account; a token Keystone never issued is refused
+    with pytest.raises(swiftclient.ClientException) as err:
+        swiftclient.Connection(preauthurl=f"{store.url}/v1/AUTH_test", preauthtoken=token, retries=0).get_account()
+    assert err.value.http_status == 403
+    with pytest.raises(swiftclient.ClientException) as err:
+        swiftclient.Connection(preauthurl=f"{store.url}/v1/AUTH_{project}", preauthtoken="gAAAAnot-a-token",
+                               retries=0).get_account()
+    assert err.value.http_status == 401
+    # the real openstack CLI, through Keystone's catalog
+    listed = json.loads(lab.api.cli("object", "list", "keystone", "-f", "json").stdout)
+    assert [o["Name"] for o in listed] == ["b.txt"]
+    # TempAuth still works, and what it wrote before is still there (a connection logs in again if it must)
+    assert before.get_object("kept", "a.txt")[1] == b"written before Keystone"
 
 
 @pytest.mark.lab

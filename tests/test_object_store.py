@@ -623,6 +623,64 @@ def test_cli_rejects_bad_user_and_busy_port(server, tmp_path):
     assert busy.returncode == 2 and "choose another --port" in busy.stderr
 
 
+def test_cli_serves_inherited_sockets_and_stops_with_its_parent(tmp_path):
+    """``--fd N`` (repeatable): one store on sockets the starting process bound, as a node's process gets them."""
+    import socket
+    first, second = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    read_end, write_end = os.pipe()
+    fds = (first.fileno(), second.fileno(), read_end)
+    proc = subprocess.Popen([sys.executable, "-m", "cloudlab", "object-store", "--root", str(tmp_path / "root"),
+                             "--fd", str(first.fileno()), "--fd", str(second.fileno()),
+                             "--parent-fd", str(read_end), "--user", "lab:learner=sesame"],
+                            pass_fds=fds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    os.close(read_end)
+    try:
+        urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in (first, second)]
+        line = proc.stdout.readline()
+        assert f"listening on {urls[0]} and {urls[1]}" in line, proc.stderr.read()
+        # one store behind both sockets: written through one, read through the other
+        put = swiftclient.Connection(authurl=urls[0] + "/auth/v1.0", user="lab:learner", key="sesame", retries=0)
+        put.put_container("fds")
+        put.put_object("fds", "note", b"one store, two sockets")
+        get = swiftclient.Connection(authurl=urls[1] + "/auth/v1.0", user="lab:learner", key="sesame", retries=0)
+        assert get.get_object("fds", "note")[1] == b"one store, two sockets"
+        assert get.get_auth()[0] == urls[1] + "/v1/AUTH_lab"      # each client is told its own address
+        # the starting process is gone (its end of the pipe closes): the store stops by itself
+        os.close(write_end)
+        write_end = None
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if write_end is not None:
+            os.close(write_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        first.close()
+        second.close()
+
+
+def test_cli_rejects_fds_that_are_not_listening_sockets(tmp_path):
+    import socket
+    connected, peer = socket.socketpair()
+    with open(tmp_path / "file", "w") as plain, connected, peer:
+        def run(*args, fds=()):
+            env = {k: v for k, v in os.environ.items() if k != "CLOUDLAB_KEYSTONE_PASSWORD"}
+            return subprocess.run([sys.executable, "-m", "cloudlab", "object-store", "--root", str(tmp_path),
+                                   *args], capture_output=True, text=True, timeout=30, pass_fds=fds, env=env,
+                                  cwd=Path(__file__).resolve().parent.parent)
+        cases = [(("--fd", "97"), (), "--fd 97 is not a socket"),
+                 (("--fd", str(plain.fileno())), (plain.fileno(),), "is not a socket"),
+                 (("--fd", str(connected.fileno())), (connected.fileno(),), "is not a listening TCP socket"),
+                 (("--fd", str(plain.fileno()), "--port", "0"), (plain.fileno(),), "--host and --port do not apply"),
+                 (("--parent-fd", str(plain.fileno())), (plain.fileno(),), "--parent-fd"),
+                 (("--keystone-url", "http://127.0.0.1:9"), (), "CLOUDLAB_KEYSTONE_PASSWORD")]
+        for args, fds, message in cases:
+            result = run(*args, fds=fds)
+            assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+            assert "Traceback" not in result.stderr
+
+
 def test_wire_exchange_shows_request_and_response(server, conn, container):
     from cloudlab.errors import InvalidInput, NotFound
     from cloudlab.object_store.wire import exchange

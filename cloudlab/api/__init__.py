@@ -122,7 +122,8 @@ class OpenStackAPI:
             apis.append(api)
         self.server.start()
         store = self.lab.object_store
-        store.server.users.add_token_source(self._swift_account)
+        # Keystone tokens open AUTH_<project id> (a store started after Keystone trusts it already)
+        store.use_keystone(identity)
         self.urls["object-store"] = store.url
         identity.register("identity", "keystone", identity.auth_url, "OpenStack Identity (the real Keystone)")
         for api in apis:
@@ -155,16 +156,6 @@ class OpenStackAPI:
 
     def _check(self, service_user):
         return TokenCheck(self._validator(service_user), self.lab.identity.auth_url)
-
-    def _swift_account(self, token):
-        """The object store's Keystone source: a member's token opens ``AUTH_<project id>`` (as its owner)."""
-        try:
-            info = self._validator("swift").validate(token)
-        except CloudlabError:
-            return None
-        if info is None or not info.can_write or not info.project_id:
-            return None
-        return f"AUTH_{info.project_id}", f"{info.project_id}:{info.user_id}"
 
     def requests(self, since=0, service=None):
         """The APIs' recent requests, oldest first: ``{service, method, path, status, ms, user, project, token}``.

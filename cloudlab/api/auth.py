@@ -9,6 +9,12 @@ burst of requests costs Keystone one validation.
 
 The caller's identity (:class:`TokenInfo`) is what every handler reads: the project
 owns what it creates; another project's resource is "not found".
+
+A service in a process of its own (the object store on the controller node) has no
+:class:`~cloudlab.api.identity.Identity` to ask for its token: :class:`ServiceLogin` logs
+in with the user and password its configuration names, as keystonemiddleware's
+``[keystone_authtoken]`` section does.  :func:`swift_account` is the rule of Swift's
+``keystoneauth`` the lab applies, wherever the object store runs.
 """
 
 import dataclasses
@@ -57,11 +63,57 @@ class TokenInfo:
                    roles=tuple(sorted(r["name"] for r in body.get("roles", []))), expires_at=expires)
 
 
+class ServiceLogin:
+    """One service user's own login to Keystone, from its configuration (no lab object needed).
+
+    Offers what :class:`TokenValidator` asks of the lab's Identity: ``url`` and
+    ``service_token()``.  The token is fetched on first use and renewed at half its
+    life, so a service started before Keystone answers still works once it does.
+
+    Args:
+        url: Keystone's base URL as this service reaches it, e.g. ``http://10.214.1.11:5000``.
+        user: the service user (``swift``); password: its password.
+        project: the project it is scoped to (``service``, as the install guides make it).
+    """
+
+    def __init__(self, url, user, password, project="service"):
+        self.url = url.rstrip("/")
+        self.user = user
+        self.project = project
+        self._password = password
+        self._token = None
+        self._renew_at = 0.0
+        self._lock = threading.Lock()
+
+    def service_token(self, service_user=None):
+        """This service user's token (``service_user``, when given, must be that user).
+
+        Raises:
+            InvalidInput: Keystone refused the password; CloudlabError: asked for another user.
+            requests.RequestException: Keystone could not be reached.
+        """
+        if service_user not in (None, self.user):
+            raise CloudlabError(f"this login is {self.user!r}'s, not {service_user!r}'s")
+        with self._lock:
+            if self._token is not None and time.time() < self._renew_at:
+                return self._token
+            from .identity import KeystoneClient
+            token, body = KeystoneClient(self.url).password_token(self.user, self._password, project=self.project)
+            now = time.time()
+            self._token = token
+            self._renew_at = now + (TokenInfo.from_token(body["token"]).expires_at - now) / 2
+            return token
+
+    def __repr__(self):
+        return f"<ServiceLogin {self.user} at {self.url}>"
+
+
 class TokenValidator:
     """Validates tokens with Keystone as one service's user, with a cache; safe from any thread.
 
     Args:
-        identity: the lab's :class:`~cloudlab.api.identity.Identity`.
+        identity: the lab's :class:`~cloudlab.api.identity.Identity`, or a :class:`ServiceLogin`
+            (a service in another process).
         service_user: the service's own user (``nova``, ``glance``, ``swift``...).
     """
 
@@ -142,3 +194,35 @@ class TokenCheck:
             raise self._denied("The request you have made requires authentication: the token is unknown, "
                                "revoked or expired")
         return info
+
+
+def swift_account(info):
+    """What a Keystone token opens in the object store, by Swift's ``keystoneauth`` rule as the lab applies it.
+
+    A token of a project's member (a role that may write: :attr:`TokenInfo.can_write`)
+    opens that project's account ``AUTH_<project id>`` as its owner; Swift's Keystone
+    ACLs name the user ``<project id>:<user id>``.
+
+    Args:
+        info: a :class:`TokenInfo`, or None (Keystone did not accept the token).
+    Returns:
+        ``(storage account, login)``, or None: a reader's token, a token without a project.
+    """
+    if info is None or not info.can_write or not info.project_id:
+        return None
+    return f"AUTH_{info.project_id}", f"{info.project_id}:{info.user_id}"
+
+
+def keystone_accounts(validator):
+    """The object store's Keystone token source: ``token -> (storage account, login)`` or None.
+
+    For :meth:`cloudlab.object_store.auth.Users.add_token_source`: ``validator`` (a
+    :class:`TokenValidator`, which caches) asks Keystone; :func:`swift_account` decides.
+    A Keystone that cannot be asked accepts nobody: the client gets a 401, not a 500.
+    """
+    def source(token):
+        try:
+            return swift_account(validator.validate(token))
+        except CloudlabError:
+            return None
+    return source

@@ -34,7 +34,10 @@ bridge (Neutron's DHCP agent).  The management network's veths carry a larger MT
 (1600) so that a full 1500-byte guest frame still fits once wrapped in VXLAN.
 
 The controller also runs the NTP server every other node syncs from (UDP 123 on its
-addresses); every other node runs an NTP server of its own that follows it (its own
+addresses) and the API-facing services that are processes of their own, started with
+:meth:`Node.popen`: Keystone (gunicorn, port 5000) and the object store's Swift and S3
+proxy (``cloudlab object-store``, port 8080), each serving a socket bound on the node's
+addresses and one the lab bound on the machine's loopback; every other node runs an NTP server of its own that follows it (its own
 clock, stratum 2), so the lab shows each node's offset.  The storage node serves block
 volumes over NBD (qemu-storage-daemon bound to its management address, see
 :mod:`cloudlab.block_storage.nbd`).

@@ -10,6 +10,19 @@ is no directory tree to mount and no block device: the API is the whole interfac
     conn = store.connection()             # python-swiftclient
     s3 = store.s3_client()                # boto3, same data
 
+Where it runs follows the layout.  All-in-one: a server in a thread of the lab's own
+process, on loopback.  Multi-node (``cl.TwoNode()``, ``cl.ThreeNode()``): the Swift proxy
+is a process of the controller node, where the install guides put it (``python -m
+cloudlab object-store`` started in the node's namespaces, listed by
+``lab.nodes.controller.processes()``).  The lab binds its two listening sockets and
+hands them over (``--fd``), as systemd's socket activation does: one on the machine's
+loopback (a socket keeps the namespace it was made in), where the learner's clients
+connect (``store.url``), one on port 8080 of the controller's addresses, where the other
+nodes do (``store.node_url``).  Keystone tokens are accepted beside TempAuth once the
+lab's identity service runs (``store.use_keystone``): the lab's process asks Keystone in
+the all-in-one layout; the node's process asks it itself over HTTP, as the ``swift``
+service user, as Swift's proxy does with keystonemiddleware.
+
 The pieces: ``storage`` (the crash-safe on-disk store, with versions), ``commit`` (group
 commit of small uploads), ``files`` (temp files and durable writes), ``auth`` (TempAuth
 users, tokens, S3 keys), ``access`` (S3 ACLs and bucket policies, Swift ACLs), ``swift``
@@ -20,19 +33,41 @@ aiohttp application and its runner), ``cli`` (``python -m cloudlab object-store`
 ``swift`` command line).
 """
 
+import http.client
+import os
 import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
 
-from ..errors import MissingPrerequisite
+from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, ResourceTimeout
+from ..process import stop_process
 from .auth import Users
+from .cli import KEYSTONE_PASSWORD_VARIABLE
 from .server import ObjectStoreServer
 from .swift_cli import run_swift
 from .wire import exchange
 
 __all__ = ["ObjectStore", "ObjectStoreServer", "Users"]
 
+NODE_PORT = 8080                 # the Swift proxy's port, on the controller node's addresses
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+BACKLOG = 1024
+# the folder holding the cloudlab package: the node's process runs the code this process runs
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
 
 class ObjectStore:
-    """The lab's object store service: a server on loopback with its data under the lab's home.
+    """The lab's object store service: a Swift and S3 proxy with its data under the lab's home.
+
+    In the all-in-one layout it is a server in a thread of the lab's process, on loopback
+    (:attr:`server`).  In a multi-node layout it is a process of the controller node
+    (:attr:`process`, on :attr:`node`), answering both on a loopback socket the lab bound
+    (:attr:`url`, for the learner's clients) and on port 8080 of the controller's addresses
+    (:attr:`node_url`, for the other nodes).
 
     Args:
         lab: the :class:`~cloudlab.lab.Lab` this service belongs to.
@@ -47,28 +82,196 @@ class ObjectStore:
         # run under a prefix of its own) share the lab's folder, and must not share (or remove) one store
         self.root = lab.home / f"{lab.prefix}object_store"
         self.files = lab.home / f"{lab.prefix}object_store_files"      # the learner's local files (removed by stop)
-        self.server = ObjectStoreServer(self.root, host=host, port=port, users=users)
+        self.host, self.port = host, port
+        self.keystone = None         # the Identity whose tokens it accepts (see use_keystone)
+        self.node = None             # the controller node it runs on (multi-node layouts)
+        self.process = None          # its Popen there
+        self._sockets = []           # (loopback, node) listening sockets, bound here, served there
+        self._parent_pipe = None     # (read, write): the process stops when the write end closes
+        self._lock = threading.RLock()
+        if len(lab.topology.nodes) < 2:
+            self.server = ObjectStoreServer(self.root, host=host, port=port, users=users)
+            self._users = self.server.users
+        else:
+            self.server = None       # no server object here: it runs in the node's process
+            self._users = Users(users)
+
+    # -- lifecycle
 
     def start(self):
-        """Start the server (returns once it listens)."""
-        self.server.start()
+        """Start the store (returns once it answers).
+
+        A Keystone that already runs (``lab.identity``) is trusted from the start, as a
+        Swift proxy of a cloud with Keystone has its authtoken filter (:meth:`use_keystone`).
+
+        Raises:
+            InvalidInput: the loopback address is taken.  Conflict: port 8080 of the controller is
+                taken (multi-node layouts).
+            ResourceTimeout, CloudlabError: the store's process did not come up (its log is quoted).
+        """
+        identity = self.lab.started_service("identity")
+        if identity is not None and identity.running and self.keystone is None:
+            self.use_keystone(identity)
+        if self.server is not None:
+            self.server.start()
+            return self
+        with self._lock:
+            try:
+                self._bind()
+                self._spawn()
+            except BaseException:
+                self.stop(remove_data=False)
+                raise
+        return self
+
+    def _bind(self):
+        """The two listening sockets: loopback here, and 0.0.0.0:8080 in the controller's namespace."""
+        from ..host import netns
+        self.node = self.lab.nodes.controller
+        try:
+            loopback = socket.create_server((self.host, self.port), backlog=BACKLOG)
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                               fix="choose another port (0 picks a free one)") from None
+        self._sockets.append(loopback)
+        self.port = loopback.getsockname()[1]
+        # a socket belongs to the namespace it was made in, for its whole life: this one is the node's
+        on_node = netns.socket_in(self.node.netns)
+        self._sockets.append(on_node)
+        on_node.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            on_node.bind(("0.0.0.0", NODE_PORT))
+        except OSError as exc:
+            raise Conflict(f"port {NODE_PORT} on node {self.node.name} is taken: {exc.strerror}",
+                           fix="stop what listens there (lab.stop() of another lab)") from None
+        on_node.listen(BACKLOG)
+        self._parent_pipe = os.pipe()
+
+    def _spawn(self):
+        """Start ``python -m cloudlab object-store`` on the controller node, serving the two sockets."""
+        identity = self.keystone
+        fds = [sock.fileno() for sock in self._sockets]
+        command = [sys.executable, "-m", "cloudlab", "object-store", "--root", str(self.root),
+                   "--parent-fd", str(self._parent_pipe[0])]
+        for fd in fds:
+            command += ["--fd", str(fd)]
+        for login, key in self._users.as_dict().items():
+            command += ["--user", f"{login}={key}"]
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
+        if identity is not None:
+            # keystonemiddleware's way: the proxy validates tokens itself, as the swift service user,
+            # at Keystone's address on the node (the node's process cannot call back into this one)
+            password, project = identity.credentials("swift")
+            command += ["--keystone-url", identity.node_url, "--keystone-user", "swift",
+                        "--keystone-project", project]
+            env[KEYSTONE_PASSWORD_VARIABLE] = password
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.process = self.node.popen(command, self.log_path, pass_fds=fds + [self._parent_pipe[0]], env=env)
+        self._wait_ready()
+
+    @property
+    def log_path(self):
+        """The store's process log (multi-node layouts): in the controller node's folder."""
+        return None if self.node is None else self.node.state_path / "object-store.log"
+
+    def _log_tail(self, lines=8):
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except (OSError, AttributeError):
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def _wait_ready(self):
+        # the socket listens already (bound here): a request waits in its queue until the process
+        # serves it, so one answer to GET /info means the process is up
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                raise CloudlabError(f"the object store's process exited (status {self.process.returncode}):\n"
+                                    f"{self._log_tail()}", fix=f"see its log, {self.log_path}")
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
+            try:
+                conn.request("GET", "/info")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            if time.monotonic() > deadline:
+                raise ResourceTimeout(f"the object store did not answer within {START_TIMEOUT_S:g} s:\n"
+                                      f"{self._log_tail()}", fix=f"see its log, {self.log_path}")
+            time.sleep(0.05)
+
+    def use_keystone(self, identity=None):
+        """Accept Keystone tokens beside TempAuth's, as a Swift proxy with authtoken and keystoneauth does.
+
+        A token of a project's member opens ``AUTH_<project id>`` (the rule:
+        :func:`cloudlab.api.auth.swift_account`); answers are cached a minute.  In the
+        all-in-one layout the lab's process asks Keystone for the store.  In a multi-node
+        layout the store's process asks it itself, as the ``swift`` service user, at
+        Keystone's address on the controller: the process is started again with those
+        options, on the same sockets (a client's request waits in their queue meanwhile,
+        never refused) and the same data; TempAuth tokens issued before are then unknown,
+        and clients log in again (python-swiftclient does on a 401).
+
+        Args:
+            identity: the lab's :class:`~cloudlab.api.identity.Identity` (``lab.identity`` by default).
+        """
+        identity = identity or self.lab.identity
+        with self._lock:
+            if self.keystone is identity:
+                return self
+            self.keystone = identity
+            if self.server is not None:
+                from ..api.auth import TokenValidator, keystone_accounts
+                self.server.users.add_token_source(keystone_accounts(TokenValidator(identity, "swift")))
+            elif self.process is not None:       # not yet started: start() passes the options
+                stop_process(self.process, timeout=STOP_TIMEOUT_S)
+                self.process = None
+                self._spawn()
         return self
 
     def stop(self, remove_data=True):
-        """Stop the server; by default also remove its data, as everything a lab creates.
+        """Stop the store; by default also remove its data, as everything a lab creates.
 
         Args:
             remove_data: delete the store's root directory too.
         """
-        self.server.stop()
+        with self._lock:
+            if self.server is not None:
+                self.server.stop()
+            if self.process is not None:
+                stop_process(self.process, timeout=STOP_TIMEOUT_S)
+                self.process = None
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+            for fd in self._parent_pipe or ():
+                os.close(fd)
+            self._parent_pipe = None
         if remove_data:
             shutil.rmtree(self.root, ignore_errors=True)
             shutil.rmtree(self.files, ignore_errors=True)
 
+    # -- where it answers
+
     @property
     def url(self):
-        """Base URL of the server, e.g. ``http://127.0.0.1:PORT``."""
-        return self.server.url
+        """Base URL of the store on this machine's loopback, e.g. ``http://127.0.0.1:PORT``."""
+        if self.server is not None:
+            return self.server.url
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def node_url(self):
+        """The store's URL as the lab's nodes reach it: the controller's address, port 8080.
+
+        In the all-in-one layout, the loopback URL (everything runs beside it).
+        """
+        if self.node is None:
+            return self.url
+        return f"http://{self.node.address}:{NODE_PORT}"
 
     @property
     def auth_url(self):
@@ -86,7 +289,7 @@ class ObjectStore:
     @property
     def users(self):
         """The users as a mapping ``"account:user" -> key`` (the key is also the S3 secret)."""
-        return self.server.users.as_dict()
+        return self._users.as_dict()
 
     def _credentials(self, user):
         users = self.users
@@ -151,4 +354,5 @@ class ObjectStore:
         return run_swift(self.auth_url, user, key, args, cwd=self.files)
 
     def __repr__(self):
-        return f"<ObjectStore {self.url}>"
+        where = f" on node {self.node.name} ({self.node_url})" if self.node is not None else ""
+        return f"<ObjectStore {self.url}{where}>"

@@ -2,25 +2,106 @@
 
 Prints one line with its URL once it listens, then serves until SIGTERM or
 SIGINT (Ctrl-C).  Benchmarks and the crash test start it this way, as a process
-of its own that they can kill.
+of its own that they can kill; in a multi-node layout the lab starts it so as a
+process of the controller node, serving sockets the lab bound (``--fd``) and
+accepting Keystone tokens (``--keystone-url``) as Swift's proxy does with
+keystonemiddleware.
 """
 
 import logging
+import os
+import stat
 import sys
 
-from .server import ObjectStoreServer
+from ..errors import InvalidInput
+from .auth import Users
+from .server import ObjectStoreServer, inherited_socket
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# the service user's password reaches the process through its environment, never its command
+# line: /proc/PID/cmdline is readable by every user of the machine, /proc/PID/environ only by its owner
+KEYSTONE_PASSWORD_VARIABLE = "CLOUDLAB_KEYSTONE_PASSWORD"
 
 
 def add_arguments(parser):
     """Add the command's options to ``parser``."""
     parser.add_argument("--root", required=True, help="directory that holds the store's data")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (0 picks a free one; default 8080)")
+    parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, help=f"TCP port (0 picks a free one; default {DEFAULT_PORT})")
+    parser.add_argument("--fd", type=int, action="append", metavar="N",
+                        help="serve the listening socket inherited as file descriptor N instead of "
+                             "--host/--port (repeatable: one server on several sockets)")
+    parser.add_argument("--parent-fd", type=int, metavar="N",
+                        help="read end of a pipe from the starting process: stop when that process is gone")
     parser.add_argument("--user", action="append", metavar="ACCOUNT:USER=KEY",
                         help="a user (repeatable); default test:tester=testing")
+    parser.add_argument("--keystone-url", metavar="URL",
+                        help="also accept Keystone tokens, validated at this Keystone (its base URL) as the "
+                             f"service user; the user's password is read from ${KEYSTONE_PASSWORD_VARIABLE}")
+    parser.add_argument("--keystone-user", default="swift", help="the service user (default swift)")
+    parser.add_argument("--keystone-project", default="service",
+                        help="the service user's project (default service)")
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
     parser.add_argument("--sync-dirs", action="store_true",
                         help="fsync directories after each rename too (survives power loss; slower)")
+
+
+def users_from(specs):
+    """A :class:`Users` from ``--user ACCOUNT:USER=KEY`` options (Swift's sample user when there are none).
+
+    Raises:
+        InvalidInput: an option is not ``ACCOUNT:USER=KEY``.
+    """
+    if not specs:
+        return Users()
+    users = {}
+    for spec in specs:
+        login, sep, key = spec.partition("=")
+        if not sep:
+            raise InvalidInput(f"--user {spec!r} is not ACCOUNT:USER=KEY", fix="e.g. --user test:tester=testing")
+        users[login] = key
+    return Users(users)
+
+
+def _sockets(args):
+    """The inherited sockets of ``--fd`` (none when the server binds ``--host:--port`` itself)."""
+    if not args.fd:
+        return []
+    if args.host is not None or args.port is not None:
+        raise InvalidInput("--fd serves sockets the process inherited: --host and --port do not apply",
+                           fix="give either --fd N (repeatable) or --host/--port")
+    if len(set(args.fd)) != len(args.fd):
+        raise InvalidInput(f"--fd names one socket twice: {args.fd}", fix="give each inherited socket once")
+    return [inherited_socket(fd) for fd in args.fd]
+
+
+def _parent_fd(fd):
+    if fd is None:
+        return None
+    try:
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError as exc:
+        raise InvalidInput(f"--parent-fd {fd} is not open: {exc.strerror}",
+                           fix="pass the read end of a pipe the process inherits") from None
+    if not is_pipe:
+        raise InvalidInput(f"--parent-fd {fd} is not a pipe", fix="pass the read end of a pipe the process inherits")
+    return fd
+
+
+def _add_keystone(users, args):
+    """Accept the Keystone tokens of ``--keystone-url`` beside TempAuth's (Swift's authtoken + keystoneauth)."""
+    if not args.keystone_url:
+        return
+    password = os.environ.get(KEYSTONE_PASSWORD_VARIABLE)
+    if not password:
+        raise InvalidInput(f"--keystone-url needs the password of user {args.keystone_user!r} "
+                           f"in ${KEYSTONE_PASSWORD_VARIABLE}",
+                           fix=f"set {KEYSTONE_PASSWORD_VARIABLE} in the server's environment "
+                               "(never on its command line, which every user can read)")
+    from ..api.auth import ServiceLogin, TokenValidator, keystone_accounts
+    login = ServiceLogin(args.keystone_url, args.keystone_user, password, project=args.keystone_project)
+    users.add_token_source(keystone_accounts(TokenValidator(login, args.keystone_user)))
 
 
 def main(args):
@@ -31,21 +112,20 @@ def main(args):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
-    users = None
-    if args.user:
-        users = {}
-        for spec in args.user:
-            login, sep, key = spec.partition("=")
-            if not sep:
-                from ..errors import InvalidInput
-                raise InvalidInput(f"--user {spec!r} is not ACCOUNT:USER=KEY", fix="e.g. --user test:tester=testing")
-            users[login] = key
-    server = ObjectStoreServer(args.root, host=args.host, port=args.port, users=users,
-                               access_log=args.access_log, sync_dirs=args.sync_dirs)
+    users = users_from(args.user)
+    _add_keystone(users, args)
+    parent_fd = _parent_fd(args.parent_fd)
+    sockets = _sockets(args)
+    host = DEFAULT_HOST if args.host is None else args.host
+    port = DEFAULT_PORT if args.port is None else args.port
+    server = ObjectStoreServer(args.root, host=host, port=port, users=users, access_log=args.access_log,
+                               sync_dirs=args.sync_dirs, sockets=sockets)
 
     def ready(srv):
-        print(f"object store listening on {srv.url} (auth: {srv.url}/auth/v1.0)", flush=True)
+        where = " and ".join(srv.urls)
+        keystone = f"; Keystone tokens checked at {args.keystone_url}" if args.keystone_url else ""
+        print(f"object store listening on {where} (auth: {srv.url}/auth/v1.0{keystone})", flush=True)
 
-    server.run(on_ready=ready)
+    server.run(on_ready=ready, parent_fd=parent_fd)
     print("object store stopped", file=sys.stderr)
     return 0

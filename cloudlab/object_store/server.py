@@ -12,8 +12,12 @@ client sent them) and picks the view:
 
 :class:`ObjectStoreServer` runs the application either in a background thread with
 its own event loop (for a lab or a test) or in the foreground until SIGTERM/SIGINT
-(``python -m cloudlab object-store``).  No access log is written unless asked for:
-formatting one line per request costs more than a small GET.
+(``python -m cloudlab object-store``).  It binds its own address, or serves listening
+sockets it was handed (:func:`inherited_socket`): a process started by the lab inside a
+node's network namespace answers on sockets the lab bound, one on the machine's
+loopback and one on the node's addresses, as systemd's socket activation hands a
+daemon its sockets.  No access log is written unless asked for: formatting one line
+per request costs more than a small GET.
 """
 
 import asyncio
@@ -128,6 +132,27 @@ def undecodable_header(headers):
     return None
 
 
+def inherited_socket(fd):
+    """The listening TCP socket this process inherited as file descriptor ``fd``.
+
+    Raises:
+        InvalidInput: ``fd`` is not open, not a socket, or not a listening TCP socket.
+    """
+    fix = "pass the number of a listening socket the process inherits (Popen(..., pass_fds=(N,)))"
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise InvalidInput(f"--fd {fd} is not a socket ({exc.strerror})", fix=fix) from None
+    try:
+        listening = sock.type == socket.SOCK_STREAM and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        listening = False
+    if not listening or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        sock.detach()       # not ours to close: it is whatever the parent left at that number
+        raise InvalidInput(f"--fd {fd} is not a listening TCP socket", fix=fix)
+    return sock
+
+
 def _log_rejected(request, status, tx, detail=""):
     # one line per refused request: enough to find it, never a traceback
     path = request.raw_path
@@ -212,12 +237,18 @@ class ObjectStoreServer:
         users: mapping ``"account:user" -> key`` or a :class:`Users`; Swift's sample user by default.
         access_log: write one log line per request to stderr (off: it costs time).
         sync_dirs: fsync directories after renames too (see :class:`~cloudlab.object_store.storage.Store`).
+        sockets: listening sockets to serve instead of binding ``host:port`` (e.g. from
+            :func:`inherited_socket`); ``host`` and ``port`` then name the first one.
     """
 
-    def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False, sync_dirs=False):
+    def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False, sync_dirs=False,
+                 sockets=()):
         self.root = os.path.abspath(os.fspath(root))
         self.host = host
         self.port = port
+        self.sockets = list(sockets)
+        if self.sockets:
+            self.host, self.port = self.sockets[0].getsockname()[:2]
         self.users = users if isinstance(users, Users) else Users(users)
         self.access_log = access_log
         self.sync_dirs = sync_dirs
@@ -229,19 +260,29 @@ class ObjectStoreServer:
 
     @property
     def url(self):
-        """Base URL, e.g. ``http://127.0.0.1:8080``."""
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (the first socket's, when it was given sockets)."""
         return f"http://{self.host}:{self.port}"
 
-    def _socket(self):
+    @property
+    def urls(self):
+        """The base URL of every socket it serves (one unless it was given several)."""
+        if not self.sockets:
+            return [self.url]
+        return [f"http://{host}:{port}" for host, port in (s.getsockname()[:2] for s in self.sockets)]
+
+    def _listen(self):
+        """The listening sockets to serve: the ones given, or one bound to ``host:port``."""
+        if self.sockets:
+            return self.sockets
         try:
             sock = socket.create_server((self.host, self.port), reuse_port=False, backlog=1024)
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
                                fix="choose another --port (0 picks a free one)") from None
         self.port = sock.getsockname()[1]
-        return sock
+        return [sock]
 
-    async def _start_site(self, sock):
+    async def _start_sites(self, socks):
         try:
             self.store = Store(self.root, sync_dirs=self.sync_dirs)
         except OSError as exc:
@@ -251,7 +292,8 @@ class ObjectStoreServer:
         self._runner = web.AppRunner(app, access_log=web.access_logger if self.access_log else None,
                                      handle_signals=False)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        for sock in socks:
+            await web.SockSite(self._runner, sock).start()
 
     async def _cleanup(self):
         if self._runner is not None:
@@ -267,7 +309,7 @@ class ObjectStoreServer:
             InvalidInput: the address is taken or the root is not writable.
             ResourceTimeout: the server did not come up in ``timeout`` seconds.
         """
-        sock = self._socket()
+        socks = self._listen()
         ready = threading.Event()
         failure = []
 
@@ -276,7 +318,7 @@ class ObjectStoreServer:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(self._start_site(sock))
+                loop.run_until_complete(self._start_sites(socks))
             except BaseException as exc:  # reported to the starting thread
                 failure.append(exc)
                 ready.set()
@@ -298,7 +340,8 @@ class ObjectStoreServer:
         if not ready.wait(timeout):
             raise ResourceTimeout(f"the object store did not start within {timeout} s")
         if failure:
-            sock.close()
+            for sock in socks:
+                sock.close()
             raise failure[0]
         return self
 
@@ -311,20 +354,26 @@ class ObjectStoreServer:
         self._thread.join(timeout)
         self._thread = None
 
-    def run(self, on_ready=None):
+    def run(self, on_ready=None, parent_fd=None):
         """Serve in the foreground until SIGTERM or SIGINT (the command line).
 
         Args:
             on_ready: called with this server once it listens (e.g. to print the URL).
+            parent_fd: the read end of a pipe whose write end the starting process keeps:
+                it becomes readable (end of file) when that process is gone, and the server
+                then stops too, so a lab that dies leaves no store behind.
         """
-        sock = self._socket()
+        socks = self._listen()
 
         async def main():
-            await self._start_site(sock)
+            await self._start_sites(socks)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            if parent_fd is not None:
+                # nobody writes to the pipe: readable means its last writer has closed it
+                loop.add_reader(parent_fd, stop.set)
             if on_ready:
                 on_ready(self)
             try:

@@ -5,11 +5,11 @@ runs: each node is a box holding the services found among its processes (libvirt
 dnsmasq, qemu-storage-daemon, the NTP server: :meth:`cloudlab.host.nodes.Node.services`),
 the servers running on each compute node and the volumes each storage node serves.  The
 management network joins every node; the tenant network (VXLAN) joins the compute nodes
-and the controller.  In a multi-node layout Keystone and the object store proxy are
-processes of the controller, found there like the rest; the API services that the lab
-runs in its own Python process (the image registry and the other REST APIs, and every
-one in the all-in-one layout) are drawn on the controller too, where the install guide
-puts them, and say so.
+and the controller.  The API services found among the controller's processes (in a
+multi-node layout the object store and Keystone run there) are drawn from them too; the
+ones the lab runs in its own Python process (the image registry, the REST APIs, and the
+object store of the all-in-one layout) are drawn on the controller, where the install
+guide puts them, and say that they are reached on loopback.
 """
 
 from . import Diagram, fixed_node, graphviz_module
@@ -22,9 +22,9 @@ API_SERVICES = {"object_store": "object store proxy (Swift / S3), in the lab's p
 # a program found on a node, as the picture names it (short: the boxes have one size)
 SHORT = {"libvirtd": "libvirtd (hypervisor daemon)", "virtlogd": "virtlogd (console logs)",
          "dnsmasq": "dnsmasq (DHCP agent)", "qemu-storage-daemon": "qemu-storage-daemon (NBD)",
-         "ntp": "NTP server", "gunicorn": "Keystone (identity)", "object-store": "Swift / S3 proxy"}
-# the lab services whose process runs on the controller node in a multi-node layout (so drawn from it)
-ON_CONTROLLER = {"identity": "gunicorn", "object_store": "object-store"}
+         "ntp": "NTP server", "object-store": "Swift / S3 proxy", "gunicorn": "Keystone (gunicorn)"}
+# the lab's services that are a node's process in a multi-node layout: drawn from the processes found
+API_PROGRAM = {"object_store": "object-store", "identity": "gunicorn"}
 API_SHORT = {"object_store": "Swift / S3 proxy", "image": "Glance (images)", "identity": "Keystone",
              "api": "OpenStack APIs", "ntp": "lab NTP"}
 ROLE_COLOURS = {"controller": "#e3ecf7", "compute": "#e6f2df", "storage": "#f7eedf"}
@@ -76,7 +76,7 @@ def layout(lab):
             services = [(SHORT[p], SERVICE_OF[p]) for p in programs]
             if node.has("controller"):
                 services += [(f"{API_SHORT[name]}\n(in the lab's process)", API_SERVICES[name]) for name in api
-                             if not (nodes.multi and ON_CONTROLLER.get(name) in programs)]
+                             if API_PROGRAM.get(name) not in programs]
             for i, (label, service) in enumerate(services):
                 fixed_node(box, f"{node.name}_svc{i}", label, width="2.6", height="0.5")
                 lines.append(f"  service {service}")
