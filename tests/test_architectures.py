@@ -169,7 +169,7 @@ def test_the_object_store_runs_on_the_controller_and_answers_the_other_nodes(lab
     controller = lab.nodes.controller
     assert store.server is None and store.node is controller
     pids = [pid for pid, program, _ in controller.processes() if program == "object-store"]
-    assert pids == [store.process.pid], controller.processes()
+    assert pids == [store.process.service_pid], controller.processes()
     assert all(p.net_inode == controller.netns_inode for p in all_processes() if p.pid in pids)
     assert not any(program == "object-store" for node in lab.nodes if node is not controller
                    for _, program, _ in node.processes())

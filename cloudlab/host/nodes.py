@@ -466,7 +466,9 @@ class Node(_LibvirtNode):
                 loopback, say) keeps the namespace it was made in, so a service of the node can
                 also answer there, as systemd's socket activation hands a service its socket.
             env: extra environment; the lab's owner mark is always set.
-        Stop it with :func:`cloudlab.process.stop_process`; a power cut (:meth:`stop`) ends it too.
+        Its ``service_pid`` is the command's own pid on this machine (``pid`` may be the
+        nsenter that entered the node's PID namespace for it).  Stop it with
+        :func:`cloudlab.process.stop_process`; a power cut (:meth:`stop`) ends it too.
         """
         from .ownership import child_env
         environment = child_env()
@@ -474,14 +476,17 @@ class Node(_LibvirtNode):
         enter = self.enter_args()
         kind = _Entered if "-p" in enter else subprocess.Popen
         with open(log, "ab") as out:
-            return kind(enter + list(command), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = kind(enter + list(command), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                         start_new_session=True, env=environment, pass_fds=tuple(pass_fds))
+        if kind is subprocess.Popen:
+            proc.service_pid = proc.pid      # no nsenter in between: the command is the process
+        return proc
 
     def start_process(self, name, command):
         """Start ``command`` inside the node (marked as the lab's), remembered as ``name`` in its pids."""
         proc = self.popen(command, self.state_path / f"{name}.log")
         self._procs.append(proc)
-        self.pids[name] = getattr(proc, "service_pid", proc.pid)
+        self.pids[name] = proc.service_pid
         self._save()
         return proc
 
