@@ -447,3 +447,25 @@ def test_the_diagram_is_drawn_from_the_live_layout(lab, servers):
     assert "service Keystone (identity, under gunicorn)" in controller, text
     assert "identity (Keystone), in the lab's process" not in text
     assert picture.svg().startswith("<?xml")
+
+
+@pytest.mark.lab
+def test_the_controller_comes_back_with_keystone_and_the_object_store(lab):
+    """A power cut of the controller ends Keystone and the object store with it; they start again with the node."""
+    import requests
+    identity, store, controller = lab.identity, lab.object_store, lab.nodes.controller
+    token, _ = identity.issue_token("demo")
+    conn = store.connection()
+    conn.put_container("power")
+    conn.put_object("power", "kept.txt", b"written before the power cut")
+    before = {program for _, program, _ in controller.processes()}
+    assert {"gunicorn", "object-store"} <= before
+    controller.stop()
+    assert not controller.is_up and controller.processes() == []
+    with pytest.raises(requests.RequestException):
+        requests.get(f"{identity.url}/v3", timeout=2)
+    controller.start()
+    assert {program for _, program, _ in controller.processes()} >= before
+    assert identity.validate(token)["user"]["name"] == "demo"        # the same keys: the token is still good
+    assert store.connection().get_object("power", "kept.txt")[1] == b"written before the power cut"
+

@@ -379,10 +379,37 @@ class Identity:
         _write_fernet_keys(state / "fernet-keys")
         _write_fernet_keys(state / "credential-keys")
         (state / "cloudlab_keystone_wsgi.py").write_text((HERE / "keystone_wsgi.py").read_text())
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
+        try:
+            self._sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self._sock.getsockname()[1]
+            self.node = self._controller_node()
+            if self.node is not None:
+                # a process of the controller node: it answers on the socket bound here (the machine's
+                # loopback, where the learner's clients are) and on Keystone's own port on the node's
+                # addresses, where the other nodes' services reach it.  gunicorn serves either inherited
+                # sockets or addresses it binds, never both: the node's socket is made here too, inside
+                # the node's namespace
+                from ..host import netns
+                self._node_sock = netns.socket_in(self.node.netns)
+                self._node_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self._node_sock.bind(("0.0.0.0", NODE_PORT))
+                self._node_sock.listen(128)
+            self._spawn(venv)
+            self._wait_ready()
+            self.client = KeystoneClient(self.url)
+            self._setup()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, venv):
+        """Start gunicorn with Keystone on the sockets bound (on the controller node in a multi-node layout)."""
+        state = self.state_dir
         env = _manage_env(state)
         # Keystone ends itself when the read end of this pipe sees end-of-file: when this process ends
+        if self._watch is not None:
+            os.close(self._watch)
         watch, self._watch = os.pipe()
         env["CLOUDLAB_PARENT_FD"] = str(watch)
         # the owner mark `host leftovers` looks for: this process belongs to this lab host
@@ -392,35 +419,30 @@ class Identity:
                 "--bind", f"fd://{self._sock.fileno()}", "--chdir", str(state),
                 "--pid", str(state / "gunicorn.pid"), "--error-logfile", str(state / "gunicorn.log"),
                 "cloudlab_keystone_wsgi:application"]
-        self.node = self._controller_node()
         if self.node is None:
             with open(state / "gunicorn.out", "wb") as out:
                 self._proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                               stderr=subprocess.STDOUT, pass_fds=(self._sock.fileno(), watch),
                                               start_new_session=True)
         else:
-            # a process of the controller node: it answers on the socket bound here (the machine's
-            # loopback, where the learner's clients are) and on Keystone's own port on the node's
-            # addresses, where the other nodes' services reach it
-            # (gunicorn serves either inherited sockets or addresses it binds, never both: the
-            # node's socket is made here too, inside the node's namespace)
-            from ..host import netns
-            self._node_sock = netns.socket_in(self.node.netns)
-            self._node_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._node_sock.bind(("0.0.0.0", NODE_PORT))
-            self._node_sock.listen(128)
-            fds = (self._sock.fileno(), self._node_sock.fileno(), watch)
             args[-1:-1] = ["--bind", f"fd://{self._node_sock.fileno()}"]
-            self._proc = self.node.popen(args, state / "gunicorn.out", pass_fds=fds, env=env)
+            self._proc = self.node.popen(args, state / "gunicorn.out", env=env,
+                                         pass_fds=(self._sock.fileno(), self._node_sock.fileno(), watch))
         os.close(watch)
         (state / "keystone.pid").write_text(f"{self._proc.pid}\n")
-        try:
+
+    def resume(self):
+        """Start Keystone's process again after its node's power cut, with its database, keys and sockets as they were.
+
+        A machine starts its services when it boots: the controller node calls this when
+        it starts again (:meth:`cloudlab.host.nodes.Node.start`).  Nothing is lost: tokens
+        issued before stay valid (the same Fernet keys).
+        """
+        with self._lock:
+            if self.running or self._sock is None:
+                return self
+            self._spawn(_require_install())
             self._wait_ready()
-            self.client = KeystoneClient(self.url)
-            self._setup()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _controller_node(self):

@@ -508,7 +508,8 @@ class Node(_LibvirtNode):
             self._end_processes()
 
     def start(self):
-        """Start a stopped node again (its daemons; its servers stay powered off until started).
+        """Start a stopped node again (its daemons, and on the controller Keystone and the object store;
+        its servers stay powered off until started).
 
         Raises:
             Conflict: the node is not stopped.
@@ -518,6 +519,12 @@ class Node(_LibvirtNode):
                 raise Conflict(f"node {self.name} is running", fix=f"lab.nodes[{self.name!r}].stop() first")
             self.stopped = False
             self._nodes._start_services(self)
+            # as a machine starts its services when it boots: what the lab runs on this node as
+            # processes of their own (Keystone and the object store, on the controller) comes back
+            for attribute in ("identity", "object_store"):
+                service = self.lab.started_service(attribute)
+                if service is not None and getattr(service, "node", None) is self:
+                    service.resume()
 
     def _end_processes(self):
         """End every process of this node: what it started, then whatever else lives in its namespace."""

@@ -232,6 +232,22 @@ class ObjectStore:
                 self._spawn()
         return self
 
+    def resume(self):
+        """Start the store's process again after its node's power cut, on the same sockets and data.
+
+        A machine starts its services when it boots: the controller node calls this when it
+        starts again (:meth:`cloudlab.host.nodes.Node.start`); the objects stored before are
+        all there (the store never lies about what it kept).  Does nothing in the all-in-one
+        layout, or while the process runs.
+        """
+        with self._lock:
+            if self.server is not None or not self._sockets:
+                return self
+            if self.process is not None and self.process.poll() is None:
+                return self
+            self._spawn()
+        return self
+
     def stop(self, remove_data=True):
         """Stop the store; by default also remove its data, as everything a lab creates.
 
