@@ -173,6 +173,13 @@ def test_the_object_store_runs_on_the_controller_and_answers_the_other_nodes(lab
     assert all(p.net_inode == controller.netns_inode for p in all_processes() if p.pid in pids)
     assert not any(program == "object-store" for node in lab.nodes if node is not controller
                    for _, program, _ in node.processes())
+    # the objects themselves are kept by the object server on the storage node, as Swift's are
+    block1 = lab.nodes["block1"]
+    assert store.storage_node is block1 and store.object_server_url == f"http://{block1.address}:6200"
+    servers = [pid for pid, program, _ in block1.processes() if program == "object-server"]
+    assert servers == [store.storage_process.service_pid], block1.processes()
+    assert not any(program == "object-server" for node in lab.nodes if node is not block1
+                   for _, program, _ in node.processes())
     # the learner's clients, in this process, reach it on the machine's loopback: Swift and S3, one store
     assert store.url.startswith("http://127.0.0.1:")
     conn = store.connection()
@@ -195,10 +202,18 @@ def test_the_object_store_runs_on_the_controller_and_answers_the_other_nodes(lab
     answer = lab.nodes["compute1"].run([sys.executable, "-c", code])
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.split() == [f"{store.node_url}/v1/AUTH_test", "from", "the", "test", "process"]
+    # the proxy passes requests on: with the object server gone, the client meets a 502, and nothing is lost
+    os.kill(store.storage_process.service_pid, 15)
+    store.storage_process.wait(timeout=10)
+    import requests
+    assert requests.get(f"{store.url}/info", timeout=10).status_code == 502
+    store.resume()
+    assert conn.get_object("arch", "hello.txt")[1] == b"from the test process"
     # the layout's picture draws it among the controller's processes, not in the lab's process
     text = str(lab.diagram(save=False))
     controller_block = text.split("node controller ")[1].split("\nnode ")[0]
     assert "service object store (the Swift and S3 proxy)" in controller_block, text
+    assert "service object server (the objects' bytes" in text.split("node block1 ")[1], text
     assert "object store proxy (Swift / S3), in the lab's process" not in text
 
 
@@ -231,11 +246,14 @@ def test_a_keystone_token_opens_its_project_in_the_object_store_process(lab):
     conn.put_container("kept")
     conn.put_object("kept", "a.txt", b"written before Keystone")
     # a store started before Keystone is started again with Keystone's options; one started after has them
-    pid, restarted = store.process.pid, store.keystone is None
+    # (the object server, on the storage node, checks the tokens: it alone starts again)
+    pid, restarted = store.storage_process.service_pid, store.keystone is None
+    proxy = store.process.service_pid
     lab.api  # noqa: B018 - starts the OpenStack APIs: the store now trusts Keystone
-    assert store.keystone is lab.identity and (store.process.pid != pid) == restarted
+    assert store.keystone is lab.identity and (store.storage_process.service_pid != pid) == restarted
+    assert store.process.service_pid == proxy
     assert any("--keystone-url" in p.cmdline and lab.identity.node_url in p.cmdline
-               for p in all_processes() if p.pid == store.process.pid)
+               for p in all_processes() if p.pid == store.storage_process.service_pid)
     assert not any(lab.identity.credentials("swift")[0] in p.cmdline for p in all_processes())
     project = lab.identity.project_id("demo")
     token = lab.identity.issue_token("demo")[0]

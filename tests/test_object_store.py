@@ -681,6 +681,75 @@ def test_cli_rejects_fds_that_are_not_listening_sockets(tmp_path):
             assert "Traceback" not in result.stderr
 
 
+def test_the_proxy_passes_swift_and_s3_on_unchanged_and_says_502_without_its_object_server(tmp_path):
+    """``--upstream``: the controller's proxy in front of an object server (both real processes, on loopback)."""
+    import socket
+    import boto3
+    import requests
+    from botocore.config import Config
+    repo = Path(__file__).resolve().parent.parent
+    backend_sock, front_sock = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    backend_url = f"http://127.0.0.1:{backend_sock.getsockname()[1]}"
+    front_url = f"http://127.0.0.1:{front_sock.getsockname()[1]}"
+    backend = subprocess.Popen([sys.executable, "-m", "cloudlab", "object-store", "--root", str(tmp_path / "root"),
+                                "--fd", str(backend_sock.fileno())], pass_fds=(backend_sock.fileno(),),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo)
+    backend_sock.close()        # the object server's alone: once it ends, its port refuses
+    front = subprocess.Popen([sys.executable, "-m", "cloudlab", "object-store", "--upstream", backend_url,
+                              "--fd", str(front_sock.fileno())], pass_fds=(front_sock.fileno(),),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo)
+    try:
+        assert "listening on" in backend.stdout.readline()
+        assert f"passing requests to {backend_url}" in front.stdout.readline(), front.stderr.read()
+        swift = swiftclient.Connection(authurl=front_url + "/auth/v1.0", user="test:tester", key="testing",
+                                       retries=0)
+        assert swift.get_auth()[0] == front_url + "/v1/AUTH_test"     # the Host the client used goes through
+        big = os.urandom(3 << 20)
+        swift.put_container("via")
+        swift.put_object("via", "big.bin", big)
+        headers, body = swift.get_object("via", "big.bin")
+        assert body == big and headers["etag"] == hashlib.md5(big).hexdigest()
+        assert swift.head_object("via", "big.bin")["content-length"] == str(len(big))
+        part = requests.get(f"{front_url}/v1/AUTH_test/via/big.bin", headers={"X-Auth-Token": swift.token,
+                                                                             "Range": "bytes=10-19"}, timeout=10)
+        assert part.status_code == 206 and part.content == big[10:20]
+        # an S3 signature covers the Host, the path and the headers: all reach the object server as signed
+        s3 = boto3.client("s3", endpoint_url=front_url, aws_access_key_id="test:tester",
+                          aws_secret_access_key="testing", region_name="us-east-1",
+                          config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                        request_checksum_calculation="when_required",
+                                        response_checksum_validation="when_required", retries={"max_attempts": 1}))
+        s3.put_object(Bucket="via", Key="s3 name.txt", Body=b"signed", Metadata={"colour": "blue"})
+        got = s3.get_object(Bucket="via", Key="s3 name.txt")
+        assert got["Body"].read() == b"signed" and got["Metadata"] == {"colour": "blue"}
+        assert requests.get(f"{front_url}/v1/AUTH_test/via/big.bin", timeout=10).status_code == 401
+        # the object server gone: the proxy answers 502 naming it, after trying for a few seconds
+        backend.terminate()
+        backend.wait(timeout=10)
+        gone = requests.get(f"{front_url}/info", timeout=30)
+        assert gone.status_code == 502 and backend_url in gone.text
+    finally:
+        for proc in (front, backend):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        front_sock.close()
+
+
+def test_the_proxy_refuses_what_belongs_to_the_object_server(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "cloudlab", "object-store", *args], capture_output=True,
+                              text=True, timeout=30, cwd=Path(__file__).resolve().parent.parent)
+    for args, message in ((("--upstream", "http://127.0.0.1:9", "--root", str(tmp_path)), "--root"),
+                          (("--upstream", "http://127.0.0.1:9", "--user", "a:b=c"), "--user"),
+                          (("--upstream", "ftp://127.0.0.1:9"), "not an object server's base URL"),
+                          (("--upstream", "http://127.0.0.1:9/v1"), "not an object server's base URL"),
+                          ((), "needs --root")):
+        result = run(*args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
 def test_wire_exchange_shows_request_and_response(server, conn, container):
     from cloudlab.errors import InvalidInput, NotFound
     from cloudlab.object_store.wire import exchange

@@ -93,6 +93,7 @@ SERVICE_OF = {
     "init": "init (PID 1 of the node's PID namespace)",
     "gunicorn": "Keystone (identity, under gunicorn)",
     "object-store": "object store (the Swift and S3 proxy)",
+    "object-server": "object server (the objects' bytes and metadata: swift-object-server)",
 }
 
 
@@ -523,7 +524,8 @@ class Node(_LibvirtNode):
             # processes of their own (Keystone and the object store, on the controller) comes back
             for attribute in ("identity", "object_store"):
                 service = self.lab.started_service(attribute)
-                if service is not None and getattr(service, "node", None) is self:
+                if service is not None and self in (getattr(service, "node", None),
+                                                    getattr(service, "storage_node", None)):
                     service.resume()
 
     def _end_processes(self):
@@ -630,7 +632,8 @@ class Node(_LibvirtNode):
             if "cloudlab ntp serve" in proc.cmdline:
                 program = "ntp"
             elif "cloudlab object-store" in proc.cmdline:
-                program = "object-store"
+                # the proxy passes requests on (--upstream); the object server keeps the data
+                program = "object-store" if "--upstream" in proc.cmdline else "object-server"
             elif str(INIT) in proc.cmdline:
                 program = "init"
             elif "cloudlab_keystone_wsgi" in proc.cmdline:

@@ -11,17 +11,25 @@ is no directory tree to mount and no block device: the API is the whole interfac
     s3 = store.s3_client()                # boto3, same data
 
 Where it runs follows the layout.  All-in-one: a server in a thread of the lab's own
-process, on loopback.  Multi-node (``cl.TwoNode()``, ``cl.ThreeNode()``): the Swift proxy
-is a process of the controller node, where the install guides put it (``python -m
-cloudlab object-store`` started in the node's namespaces, listed by
-``lab.nodes.controller.processes()``).  The lab binds its two listening sockets and
-hands them over (``--fd``), as systemd's socket activation does: one on the machine's
-loopback (a socket keeps the namespace it was made in), where the learner's clients
-connect (``store.url``), one on port 8080 of the controller's addresses, where the other
-nodes do (``store.node_url``).  Keystone tokens are accepted beside TempAuth once the
-lab's identity service runs (``store.use_keystone``): the lab's process asks Keystone in
-the all-in-one layout; the node's process asks it itself over HTTP, as the ``swift``
-service user, as Swift's proxy does with keystonemiddleware.
+process, on loopback.  Multi-node (``cl.TwoNode()``, ``cl.ThreeNode()``): split as Swift
+is, into two processes (``python -m cloudlab object-store``, each started in its node's
+namespaces and listed by the node's ``processes()``):
+
+* the **proxy** (``--upstream``, :mod:`.proxy`) on the controller, where the install
+  guides put ``swift-proxy-server``: it takes every request of the API and passes it on.
+  The lab binds its two listening sockets and hands them over (``--fd``), as systemd's
+  socket activation does: one on the machine's loopback (a socket keeps the namespace it
+  was made in), where the learner's clients connect (``store.url``), one on port 8080 of
+  the controller's addresses, where the other nodes do (``store.node_url``);
+* the **object server** on the storage node (port 6200 of its address,
+  ``store.object_server_url``), as ``swift-object-server``: it keeps the objects (the
+  store's folder) and checks who may do what.
+
+Keystone tokens are accepted beside TempAuth once the lab's identity service runs
+(``store.use_keystone``): the lab's process asks Keystone in the all-in-one layout; the
+object server asks it itself over HTTP, as the ``swift`` service user, as Swift's proxy
+does with keystonemiddleware (here the object server holds the authorization, the one
+difference of the split from Swift's, where the proxy does).
 
 The pieces: ``storage`` (the crash-safe on-disk store, with versions), ``commit`` (group
 commit of small uploads), ``files`` (temp files and durable writes), ``auth`` (TempAuth
@@ -29,7 +37,8 @@ users, tokens, S3 keys), ``access`` (S3 ACLs and bucket policies, Swift ACLs), `
 (Swift API v1), ``s3`` (the S3 view), ``sigv4`` (AWS Signature V4), ``multipart`` (S3
 multipart uploads), ``form_upload`` (S3 POST Object from a browser form), ``server`` (the
 aiohttp application and its runner), ``cli`` (``python -m cloudlab object-store``),
-``wire`` (one raw HTTP request, shown as a transcript) and ``swift_cli`` (the real
+``proxy`` (the controller's part in a multi-node layout), ``wire`` (one raw HTTP request,
+shown as a transcript) and ``swift_cli`` (the real
 ``swift`` command line).
 """
 
@@ -53,6 +62,7 @@ from .wire import exchange
 __all__ = ["ObjectStore", "ObjectStoreServer", "Users"]
 
 NODE_PORT = 8080                 # the Swift proxy's port, on the controller node's addresses
+OBJECT_SERVER_PORT = 6200        # Swift's object server's port, on the storage node's address
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 BACKLOG = 1024
@@ -64,10 +74,12 @@ class ObjectStore:
     """The lab's object store service: a Swift and S3 proxy with its data under the lab's home.
 
     In the all-in-one layout it is a server in a thread of the lab's process, on loopback
-    (:attr:`server`).  In a multi-node layout it is a process of the controller node
-    (:attr:`process`, on :attr:`node`), answering both on a loopback socket the lab bound
-    (:attr:`url`, for the learner's clients) and on port 8080 of the controller's addresses
-    (:attr:`node_url`, for the other nodes).
+    (:attr:`server`).  In a multi-node layout it is two processes: the proxy on the
+    controller node (:attr:`process`, on :attr:`node`), answering both on a loopback socket
+    the lab bound (:attr:`url`, for the learner's clients) and on port 8080 of the
+    controller's addresses (:attr:`node_url`, for the other nodes); and the object server,
+    which keeps the data, on the storage node (:attr:`storage_process`, on
+    :attr:`storage_node`, at :attr:`object_server_url`).
 
     Args:
         lab: the :class:`~cloudlab.lab.Lab` this service belongs to.
@@ -84,9 +96,11 @@ class ObjectStore:
         self.files = lab.home / f"{lab.prefix}object_store_files"      # the learner's local files (removed by stop)
         self.host, self.port = host, port
         self.keystone = None         # the Identity whose tokens it accepts (see use_keystone)
-        self.node = None             # the controller node it runs on (multi-node layouts)
-        self.process = None          # its Popen there
-        self._sockets = []           # (loopback, node) listening sockets, bound here, served there
+        self.node = None             # the controller node its proxy runs on (multi-node layouts)
+        self.process = None          # the proxy's Popen there
+        self.storage_node = None     # the storage node its object server runs on (multi-node layouts)
+        self.storage_process = None  # the object server's Popen there
+        self._sockets = []           # (loopback, node) listening sockets of the proxy, bound here, served there
         self._parent_pipe = None     # (read, write): the process stops when the write end closes
         self._lock = threading.RLock()
         if len(lab.topology.nodes) < 2:
@@ -145,19 +159,56 @@ class ObjectStore:
             raise Conflict(f"port {NODE_PORT} on node {self.node.name} is taken: {exc.strerror}",
                            fix="stop what listens there (lab.stop() of another lab)") from None
         on_node.listen(BACKLOG)
+        self.storage_node = self.lab.nodes.storage
         self._parent_pipe = os.pipe()
 
     def _spawn(self):
-        """Start ``python -m cloudlab object-store`` on the controller node, serving the two sockets."""
+        """Start what is not running: the object server on the storage node, the proxy on the controller."""
+        # a part whose node is down (a power cut) starts with its node (resume)
+        if (self.storage_process is None or self.storage_process.poll() is not None) and self.storage_node.is_up:
+            self._spawn_object_server()
+        if (self.process is None or self.process.poll() is not None) and self.node.is_up:
+            fds = [sock.fileno() for sock in self._sockets]
+            command = [sys.executable, "-m", "cloudlab", "object-store", "--upstream", self.object_server_url,
+                       "--parent-fd", str(self._parent_pipe[0])]
+            for fd in fds:
+                command += ["--fd", str(fd)]
+            self.process = self.node.popen(command, self.log_path, pass_fds=fds + [self._parent_pipe[0]],
+                                           env=self._env())
+        if all(p is not None and p.poll() is None for p in (self.process, self.storage_process)):
+            self._wait_ready()
+
+    def _env(self):
+        return {"PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
+
+    @property
+    def object_server_url(self):
+        """The object server's URL on the storage node (multi-node layouts; the proxy's upstream), or None."""
+        if self.storage_node is None:
+            return None
+        return f"http://{self.storage_node.address}:{OBJECT_SERVER_PORT}"
+
+    def _spawn_object_server(self):
+        """Start ``python -m cloudlab object-store --root ...`` on the storage node, on its socket."""
+        from ..host import netns
         identity = self.keystone
-        fds = [sock.fileno() for sock in self._sockets]
+        # bound here and handed over, but not kept: once the object server ends, its port is closed,
+        # and the proxy meets a refusal (a 502 for the client) rather than a queue nobody serves
+        server_socket = netns.socket_in(self.storage_node.netns)
+        server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server_socket.bind((self.storage_node.address, OBJECT_SERVER_PORT))
+        except OSError as exc:
+            server_socket.close()
+            raise Conflict(f"port {OBJECT_SERVER_PORT} on node {self.storage_node.name} is taken: {exc.strerror}",
+                           fix="stop what listens there (lab.stop() of another lab)") from None
+        server_socket.listen(BACKLOG)
+        fd = server_socket.fileno()
         command = [sys.executable, "-m", "cloudlab", "object-store", "--root", str(self.root),
-                   "--parent-fd", str(self._parent_pipe[0])]
-        for fd in fds:
-            command += ["--fd", str(fd)]
+                   "--parent-fd", str(self._parent_pipe[0]), "--fd", str(fd)]
         for login, key in self._users.as_dict().items():
             command += ["--user", f"{login}={key}"]
-        env = {"PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
+        env = self._env()
         if identity is not None:
             # keystonemiddleware's way: the proxy validates tokens itself, as the swift service user,
             # at Keystone's address on the node (the node's process cannot call back into this one)
@@ -166,29 +217,41 @@ class ObjectStore:
                         "--keystone-project", project]
             env[KEYSTONE_PASSWORD_VARIABLE] = password
         self.root.mkdir(parents=True, exist_ok=True)
-        self.process = self.node.popen(command, self.log_path, pass_fds=fds + [self._parent_pipe[0]], env=env)
-        self._wait_ready()
+        try:
+            self.storage_process = self.storage_node.popen(command, self.server_log_path,
+                                                           pass_fds=[fd, self._parent_pipe[0]], env=env)
+        finally:
+            server_socket.close()
 
     @property
     def log_path(self):
-        """The store's process log (multi-node layouts): in the controller node's folder."""
+        """The proxy's log (multi-node layouts): in the controller node's folder."""
         return None if self.node is None else self.node.state_path / "object-store.log"
 
+    @property
+    def server_log_path(self):
+        """The object server's log (multi-node layouts): in the storage node's folder."""
+        return None if self.storage_node is None else self.storage_node.state_path / "object-server.log"
+
     def _log_tail(self, lines=8):
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except (OSError, AttributeError):
-            return "(no log)"
-        return "\n".join(text[-lines:])
+        text = []
+        for path in (self.log_path, self.server_log_path):
+            try:
+                text += path.read_text(errors="replace").splitlines()[-lines:]
+            except (OSError, AttributeError):
+                pass
+        return "\n".join(text) or "(no log)"
 
     def _wait_ready(self):
         # the socket listens already (bound here): a request waits in its queue until the process
         # serves it, so one answer to GET /info means the process is up
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            if self.process.poll() is not None:
-                raise CloudlabError(f"the object store's process exited (status {self.process.returncode}):\n"
-                                    f"{self._log_tail()}", fix=f"see its log, {self.log_path}")
+            for what, proc, path in (("proxy", self.process, self.log_path),
+                                     ("object server", self.storage_process, self.server_log_path)):
+                if proc.poll() is not None:
+                    raise CloudlabError(f"the object store's {what} exited (status {proc.returncode}):\n"
+                                        f"{self._log_tail()}", fix=f"see its log, {path}")
             conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
             try:
                 conn.request("GET", "/info")
@@ -226,9 +289,10 @@ class ObjectStore:
             if self.server is not None:
                 from ..api.auth import TokenValidator, keystone_accounts
                 self.server.users.add_token_source(keystone_accounts(TokenValidator(identity, "swift")))
-            elif self.process is not None:       # not yet started: start() passes the options
-                stop_process(self.process, timeout=STOP_TIMEOUT_S)
-                self.process = None
+            elif self.storage_process is not None:     # not yet started: start() passes the options
+                # the object server checks the tokens: it alone starts again
+                stop_process(self.storage_process, timeout=STOP_TIMEOUT_S)
+                self.storage_process = None
                 self._spawn()
         return self
 
@@ -243,7 +307,7 @@ class ObjectStore:
         with self._lock:
             if self.server is not None or not self._sockets:
                 return self
-            if self.process is not None and self.process.poll() is None:
+            if all(p is not None and p.poll() is None for p in (self.process, self.storage_process)):
                 return self
             self._spawn()
         return self
@@ -257,9 +321,10 @@ class ObjectStore:
         with self._lock:
             if self.server is not None:
                 self.server.stop()
-            if self.process is not None:
-                stop_process(self.process, timeout=STOP_TIMEOUT_S)
-                self.process = None
+            for proc in (self.process, self.storage_process):
+                if proc is not None:
+                    stop_process(proc, timeout=STOP_TIMEOUT_S)
+            self.process = self.storage_process = None
             for sock in self._sockets:
                 sock.close()
             self._sockets = []

@@ -26,7 +26,10 @@ KEYSTONE_PASSWORD_VARIABLE = "CLOUDLAB_KEYSTONE_PASSWORD"
 
 def add_arguments(parser):
     """Add the command's options to ``parser``."""
-    parser.add_argument("--root", required=True, help="directory that holds the store's data")
+    parser.add_argument("--root", help="directory that holds the store's data (required unless --upstream)")
+    parser.add_argument("--upstream", metavar="URL",
+                        help="run as the proxy: pass every request on to the object server at URL "
+                             "(the controller's part of a multi-node layout); keeps no data")
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"TCP port (0 picks a free one; default {DEFAULT_PORT})")
     parser.add_argument("--fd", type=int, action="append", metavar="N",
@@ -112,6 +115,11 @@ def main(args):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
+    if args.upstream is not None:
+        return _proxy(args)
+    if args.root is None:
+        raise InvalidInput("the object store needs --root (the folder of its data)",
+                           fix="--root DIR, or --upstream URL to run as a proxy in front of one")
     users = users_from(args.user)
     _add_keystone(users, args)
     parent_fd = _parent_fd(args.parent_fd)
@@ -129,3 +137,30 @@ def main(args):
     server.run(on_ready=ready, parent_fd=parent_fd)
     print("object store stopped", file=sys.stderr)
     return 0
+
+
+def _proxy(args):
+    """Run the proxy (``--upstream``) until told to stop."""
+    from urllib.parse import urlsplit
+    from .proxy import ProxyServer
+    wrong = [name for name, given in (("--root", args.root), ("--user", args.user),
+                                      ("--keystone-url", args.keystone_url)) if given]
+    if wrong:
+        raise InvalidInput(f"{', '.join(wrong)} do not apply to a proxy (--upstream): the object server "
+                           "behind it keeps the data and checks the users", fix="give them to the object server")
+    parts = urlsplit(args.upstream)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise InvalidInput(f"--upstream {args.upstream!r} is not an object server's base URL",
+                           fix="e.g. --upstream http://10.214.0.14:6200")
+    server = ProxyServer(args.upstream, host=DEFAULT_HOST if args.host is None else args.host,
+                         port=DEFAULT_PORT if args.port is None else args.port, sockets=_sockets(args),
+                         access_log=args.access_log)
+
+    def ready(srv):
+        print(f"object store proxy listening on {' and '.join(srv.urls)}, passing requests to {args.upstream}",
+              flush=True)
+
+    server.run(on_ready=ready, parent_fd=_parent_fd(args.parent_fd))
+    print("object store proxy stopped", file=sys.stderr)
+    return 0
+

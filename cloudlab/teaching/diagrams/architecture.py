@@ -22,7 +22,8 @@ API_SERVICES = {"object_store": "object store proxy (Swift / S3), in the lab's p
 # a program found on a node, as the picture names it (short: the boxes have one size)
 SHORT = {"libvirtd": "libvirtd (hypervisor daemon)", "virtlogd": "virtlogd (console logs)",
          "dnsmasq": "dnsmasq (DHCP agent)", "qemu-storage-daemon": "qemu-storage-daemon (NBD)",
-         "ntp": "NTP server", "object-store": "Swift / S3 proxy", "gunicorn": "Keystone (gunicorn)"}
+         "ntp": "NTP server", "object-store": "Swift / S3 proxy", "object-server": "Swift object server",
+         "gunicorn": "Keystone (gunicorn)"}
 # the lab's services that are a node's process in a multi-node layout: drawn from the processes found
 API_PROGRAM = {"object_store": "object-store", "identity": "gunicorn"}
 API_SHORT = {"object_store": "Swift / S3 proxy", "image": "Glance (images)", "identity": "Keystone",
