@@ -53,6 +53,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -380,10 +381,16 @@ class Node(_LibvirtNode):
     def _stop_init(self):
         """End the init, and with it (the kernel's doing) every process left in the node's PID namespace."""
         from ..process import stop_process
-        if self._init is not None:
-            stop_process(self._init)
-            self._init = None
         from . import _pid_alive
+        if _pid_alive(self.init_pid):
+            # the init itself: unshare, its parent, ignores SIGTERM while it waits for it
+            try:
+                os.kill(self.init_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if self._init is not None:
+            stop_process(self._init)      # returns as soon as the init is gone (unshare exits with it)
+            self._init = None
         deadline = time.monotonic() + 5
         while _pid_alive(self.init_pid) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -492,7 +499,8 @@ class Node(_LibvirtNode):
         return proc
 
     def _save(self):
-        (self.state_path / "pids.json").write_text(json.dumps(self.pids))
+        if self.state_path.is_dir():        # not once the node is removed
+            (self.state_path / "pids.json").write_text(json.dumps(self.pids))
 
     def stop(self):
         """Stop the node as a power cut would: its guests, its daemons and processes end; its namespace stays.
