@@ -390,10 +390,7 @@ class Identity:
                 # sockets or addresses it binds, never both: the node's socket is made here too, inside
                 # the node's namespace
                 from ..host import netns
-                self._node_sock = netns.socket_in(self.node.netns)
-                self._node_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self._node_sock.bind(("0.0.0.0", NODE_PORT))
-                self._node_sock.listen(128)
+                self._node_sock = netns.listening_socket_in(self.node.netns, "0.0.0.0", NODE_PORT)
             self._spawn(venv)
             self._wait_ready()
             self.client = KeystoneClient(self.url)
@@ -457,7 +454,7 @@ class Identity:
 
         In the all-in-one layout, the loopback URL (services run beside it).
         """
-        if getattr(self, "node", None) is None:
+        if self.node is None:
             return self.url
         return f"http://{self.node.address}:{NODE_PORT}"
 

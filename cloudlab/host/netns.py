@@ -104,6 +104,24 @@ def socket_in(name, family=None, kind=None):
     return result["socket"]
 
 
+def listening_socket_in(name, address, port, backlog=128):
+    """A TCP socket listening on ``address:port`` inside namespace ``name``, to hand to a process there.
+
+    ``SO_REUSEADDR`` is set, so a port a stopped process held can be taken again at once.
+    Raises OSError (the port is taken, say); the socket is then closed.
+    """
+    import socket
+    sock = socket_in(name)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def free_port(name, address):
     """A TCP port nobody listens on at ``address`` inside namespace ``name`` (the kernel picks it)."""
     sock = socket_in(name)

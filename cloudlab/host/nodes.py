@@ -139,19 +139,35 @@ def _children(pid):
         return []
 
 
-def _cmdline(pid):
+def _first_child(proc, timeout, accept=lambda pid: True):
+    """The first child of Popen ``proc`` that ``accept`` takes, waited for up to ``timeout`` s; None if none came."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        found = _children(proc.pid)
+        if found and accept(found[0]):
+            return found[0]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+    return None
+
+
+def _innermost_pid(pid):
+    """The pid that process ``pid`` (this machine's) has in its own, innermost PID namespace, or None.
+
+    The kernel lists every pid a process has, outermost first, in ``NSpid`` of ``/proc/PID/status``.
+    """
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[-1]) for line in status if line.startswith("NSpid:"))
+    except (OSError, ValueError, StopIteration):
+        return None
 
 
 def host_pid(ns_pid, pidns_inode):
     """This machine's pid of the process that is ``ns_pid`` inside the PID namespace ``pidns_inode``, or None.
 
-    A daemon in a node writes its pid as the node sees it (libvirtd's pid file says 9);
-    the kernel lists every pid a process has, outermost first, in ``NSpid`` of
-    ``/proc/PID/status``.
+    A daemon in a node writes its pid as the node sees it (libvirtd's pid file says 9).
     """
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -159,14 +175,10 @@ def host_pid(ns_pid, pidns_inode):
         try:
             if os.stat(f"/proc/{entry}/ns/pid").st_ino != pidns_inode:
                 continue
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("NSpid:"):
-                        if int(line.split()[-1]) == ns_pid:
-                            return int(entry)
-                        break
-        except (OSError, ValueError):
+        except OSError:
             continue
+        if _innermost_pid(entry) == ns_pid:
+            return int(entry)
     return None
 
 
@@ -186,15 +198,8 @@ class _Entered(subprocess.Popen):
     @property
     def service_pid(self):
         """The command's own pid on this machine (nsenter's child)."""
-        deadline = time.monotonic() + 2
-        while self._service_pid is None and self.poll() is None:
-            found = _children(self.pid)
-            if found:
-                self._service_pid = found[0]
-            elif time.monotonic() > deadline:
-                return self.pid
-            else:
-                time.sleep(0.005)
+        if self._service_pid is None:
+            self._service_pid = _first_child(self, timeout=2)
         return self._service_pid or self.pid
 
     def send_signal(self, sig):
@@ -362,19 +367,20 @@ class Node(_LibvirtNode):
         with open(log, "ab") as out:
             self._init = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True, env=child_env())
-        deadline = time.monotonic() + INIT_TIMEOUT_S
-        while True:
-            found = _children(self._init.pid)
-            if found and str(INIT) in _cmdline(found[0]):    # exec'd: the host name and /proc are set
-                break
+        from .ownership import read_process
+
+        def execed(pid):            # the host name and /proc are set once the shell has exec'd the init
+            proc = read_process(pid)
+            return proc is not None and str(INIT) in proc.cmdline
+
+        init = _first_child(self._init, INIT_TIMEOUT_S, accept=execed)
+        if init is None:
             if self._init.poll() is not None:
                 raise CloudlabError(f"the init of node {self.name} did not start: "
                                     f"{log.read_text(errors='replace')[-300:]}", fix=f"see {log}")
-            if time.monotonic() > deadline:
-                raise ResourceTimeout(f"the init of node {self.name} did not start within {INIT_TIMEOUT_S:g} s",
-                                      fix=f"see {log}")
-            time.sleep(0.005)
-        self.init_pid = found[0]
+            raise ResourceTimeout(f"the init of node {self.name} did not start within {INIT_TIMEOUT_S:g} s",
+                                  fix=f"see {log}")
+        self.init_pid = init
         self.pids["init"] = self.init_pid
         self._save()
 
@@ -660,12 +666,9 @@ class Node(_LibvirtNode):
         """
         rows = []
         for pid, program, service in self.processes():
-            try:
-                with open(f"/proc/{pid}/status") as status:
-                    inside = next(int(line.split()[-1]) for line in status if line.startswith("NSpid:"))
-            except (OSError, ValueError, StopIteration):
-                continue
-            rows.append({"pid": inside, "host_pid": pid, "program": program, "service": service})
+            inside = _innermost_pid(pid)
+            if inside is not None:
+                rows.append({"pid": inside, "host_pid": pid, "program": program, "service": service})
         return sorted(rows, key=lambda row: row["pid"])
 
     def services(self):

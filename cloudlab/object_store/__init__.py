@@ -70,6 +70,20 @@ BACKLOG = 1024
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
+def _listen_on(node, address, port):
+    """A listening socket on ``address:port`` inside ``node``'s network namespace, made here.
+
+    Raises:
+        Conflict: the port is taken there.
+    """
+    from ..host import netns
+    try:
+        return netns.listening_socket_in(node.netns, address, port, backlog=BACKLOG)
+    except OSError as exc:
+        raise Conflict(f"port {port} on node {node.name} is taken: {exc.strerror}",
+                       fix="stop what listens there (lab.stop() of another lab)") from None
+
+
 class ObjectStore:
     """The lab's object store service: a Swift and S3 proxy with its data under the lab's home.
 
@@ -140,7 +154,6 @@ class ObjectStore:
 
     def _bind(self):
         """The two listening sockets: loopback here, and 0.0.0.0:8080 in the controller's namespace."""
-        from ..host import netns
         self.node = self.lab.nodes.controller
         try:
             loopback = socket.create_server((self.host, self.port), backlog=BACKLOG)
@@ -150,15 +163,7 @@ class ObjectStore:
         self._sockets.append(loopback)
         self.port = loopback.getsockname()[1]
         # a socket belongs to the namespace it was made in, for its whole life: this one is the node's
-        on_node = netns.socket_in(self.node.netns)
-        self._sockets.append(on_node)
-        on_node.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            on_node.bind(("0.0.0.0", NODE_PORT))
-        except OSError as exc:
-            raise Conflict(f"port {NODE_PORT} on node {self.node.name} is taken: {exc.strerror}",
-                           fix="stop what listens there (lab.stop() of another lab)") from None
-        on_node.listen(BACKLOG)
+        self._sockets.append(_listen_on(self.node, "0.0.0.0", NODE_PORT))
         self.storage_node = self.lab.nodes.storage
         self._parent_pipe = os.pipe()
 
@@ -190,19 +195,10 @@ class ObjectStore:
 
     def _spawn_object_server(self):
         """Start ``python -m cloudlab object-store --root ...`` on the storage node, on its socket."""
-        from ..host import netns
         identity = self.keystone
         # bound here and handed over, but not kept: once the object server ends, its port is closed,
         # and the proxy meets a refusal (a 502 for the client) rather than a queue nobody serves
-        server_socket = netns.socket_in(self.storage_node.netns)
-        server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            server_socket.bind((self.storage_node.address, OBJECT_SERVER_PORT))
-        except OSError as exc:
-            server_socket.close()
-            raise Conflict(f"port {OBJECT_SERVER_PORT} on node {self.storage_node.name} is taken: {exc.strerror}",
-                           fix="stop what listens there (lab.stop() of another lab)") from None
-        server_socket.listen(BACKLOG)
+        server_socket = _listen_on(self.storage_node, self.storage_node.address, OBJECT_SERVER_PORT)
         fd = server_socket.fileno()
         command = [sys.executable, "-m", "cloudlab", "object-store", "--root", str(self.root),
                    "--parent-fd", str(self._parent_pipe[0]), "--fd", str(fd)]

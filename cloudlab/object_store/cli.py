@@ -79,6 +79,11 @@ def _sockets(args):
     return [inherited_socket(fd) for fd in args.fd]
 
 
+def _address(args):
+    """``--host`` and ``--port``, or their defaults."""
+    return (DEFAULT_HOST if args.host is None else args.host, DEFAULT_PORT if args.port is None else args.port)
+
+
 def _parent_fd(fd):
     if fd is None:
         return None
@@ -124,8 +129,7 @@ def main(args):
     _add_keystone(users, args)
     parent_fd = _parent_fd(args.parent_fd)
     sockets = _sockets(args)
-    host = DEFAULT_HOST if args.host is None else args.host
-    port = DEFAULT_PORT if args.port is None else args.port
+    host, port = _address(args)
     server = ObjectStoreServer(args.root, host=host, port=port, users=users, access_log=args.access_log,
                                sync_dirs=args.sync_dirs, sockets=sockets)
 
@@ -152,9 +156,8 @@ def _proxy(args):
     if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
         raise InvalidInput(f"--upstream {args.upstream!r} is not an object server's base URL",
                            fix="e.g. --upstream http://10.214.0.14:6200")
-    server = ProxyServer(args.upstream, host=DEFAULT_HOST if args.host is None else args.host,
-                         port=DEFAULT_PORT if args.port is None else args.port, sockets=_sockets(args),
-                         access_log=args.access_log)
+    host, port = _address(args)
+    server = ProxyServer(args.upstream, host=host, port=port, sockets=_sockets(args), access_log=args.access_log)
 
     def ready(srv):
         print(f"object store proxy listening on {' and '.join(srv.urls)}, passing requests to {args.upstream}",

@@ -100,14 +100,8 @@ class ProxyServer(ObjectStoreServer):
     """
 
     def __init__(self, upstream, host="127.0.0.1", port=0, sockets=(), access_log=False):
-        super().__init__("/nonexistent-proxy-root", host=host, port=port, access_log=access_log, sockets=sockets)
-        self.root = None          # a proxy keeps no data
+        super().__init__(None, host=host, port=port, access_log=access_log, sockets=sockets)   # keeps no data
         self.upstream = upstream
 
-    async def _start_sites(self, socks):
-        self._runner = web.AppRunner(make_proxy_app(self.upstream),
-                                     access_log=web.access_logger if self.access_log else None,
-                                     handle_signals=False)
-        await self._runner.setup()
-        for sock in socks:
-            await web.SockSite(self._runner, sock).start()
+    def _make_app(self):
+        return make_proxy_app(self.upstream)

@@ -231,7 +231,7 @@ class ObjectStoreServer:
     """The object store as a running HTTP server.
 
     Args:
-        root: directory holding the data (created if missing).
+        root: directory holding the data (created if missing); None for a subclass that keeps none.
         host: address to bind; loopback by default.
         port: TCP port; 0 picks a free one.
         users: mapping ``"account:user" -> key`` or a :class:`Users`; Swift's sample user by default.
@@ -243,7 +243,7 @@ class ObjectStoreServer:
 
     def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False, sync_dirs=False,
                  sockets=()):
-        self.root = os.path.abspath(os.fspath(root))
+        self.root = None if root is None else os.path.abspath(os.fspath(root))
         self.host = host
         self.port = port
         self.sockets = list(sockets)
@@ -282,14 +282,17 @@ class ObjectStoreServer:
         self.port = sock.getsockname()[1]
         return [sock]
 
-    async def _start_sites(self, socks):
+    def _make_app(self):
+        """The aiohttp application this server runs: the store's, over its root."""
         try:
             self.store = Store(self.root, sync_dirs=self.sync_dirs)
         except OSError as exc:
             raise InvalidInput(f"cannot use {self.root} as the store's root: {exc.strerror}",
                                fix="pass a writable directory as --root") from None
-        app = make_app(self.store, self.users)
-        self._runner = web.AppRunner(app, access_log=web.access_logger if self.access_log else None,
+        return make_app(self.store, self.users)
+
+    async def _start_sites(self, socks):
+        self._runner = web.AppRunner(self._make_app(), access_log=web.access_logger if self.access_log else None,
                                      handle_signals=False)
         await self._runner.setup()
         for sock in socks:
