@@ -216,7 +216,7 @@ class App:
         return name
 
     def wait_healthy(self, timeout=30.0):
-        """Wait until every instance runs and the load balancer has it UP; returns the app.
+        """Wait until every instance runs, the load balancer has it UP and the route answers; returns the app.
 
         Raises:
             ResourceTimeout: not within ``timeout`` seconds.
@@ -229,6 +229,10 @@ class App:
                 up = {b["instance"] for b in backends if b["status"] == "UP"}
                 ok = set(self.instances) <= up and all(s == RUNNING for s in self.status().values())
             if ok:
+                # HAProxy's UP can predate a crash its health check has not seen yet (the restarted
+                # instance not listening again): the route itself must answer, as after a deploy
+                http.wait_for(self.url, ns=self.platform.netns, timeout=max(1.0, deadline - time.monotonic()),
+                              status=None)
                 return self
             if time.monotonic() > deadline:
                 raise ResourceTimeout(f"app {self.name} is not healthy after {timeout:g} s: {backends}",
