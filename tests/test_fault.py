@@ -7,14 +7,18 @@ libvirtd, never rebooted.  While a daemon cannot come back, every call fails the
 way: HostUnreachable, whose fix is ``python -m cloudlab host up``.  At the end ``host
 down`` leaves nothing that ``host leftovers`` can find.
 
-The module runs a lab host of its own (namespace ``CLOUDLAB_NETNS`` + ``-fault``), so
-that killing its daemons disturbs no other test and its leftovers can be checked alone.
+The module runs a lab host of its own (namespace ``CLOUDLAB_NETNS`` + ``-fault``, and a
+home folder of its own), so that killing its daemons disturbs no other test and its
+leftovers can be checked alone: the graded labs run in the background meanwhile
+(tests/test_labs_graded.py), with their files in the shared home.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -36,8 +40,10 @@ def fault():
     if not config.netns():
         pytest.skip("lab tests run inside a network namespace: set CLOUDLAB_NETNS (make test does)")
     ns = f"{config.netns()}-fault"
+    home = tempfile.mkdtemp(prefix="cl-", dir="/tmp")       # short: the host's libvirt sockets live under it
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CLOUDLAB_NETNS", ns)
+        env.setenv("CLOUDLAB_HOME", home)
         host.up()
         lab = cl.Lab(name="fault")
         try:
@@ -49,6 +55,7 @@ def fault():
             except cl.CloudlabError:
                 pass
             host.down(quiet=True)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _lab_processes():
