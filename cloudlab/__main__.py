@@ -20,6 +20,7 @@ COMMANDS = {
     "ntp": ("cloudlab.ntp", "run an NTP server or query one"),
     "identity": ("cloudlab.api.identity", "install Keystone (the identity service) or show its status"),
     "openstack": ("cloudlab.api", "serve the OpenStack APIs of a lab and print its clouds.yaml"),
+    "api-service": ("cloudlab.api.node_service", "serve one OpenStack API as a node's process (the lab starts it)"),
     "clean": ("cloudlab.host", "remove every resource the lab created"),
     "store-notebook": ("cloudlab.teaching.store", "run lab notebooks and store them with their outputs"),
     "grade": ("cloudlab.teaching.grade", "grade learners' notebooks against the live lab"),

@@ -279,6 +279,70 @@ def test_a_keystone_token_opens_its_project_in_the_object_store_process(lab):
 
 
 @pytest.mark.lab
+def test_glance_runs_on_the_controller_and_nova_sees_its_images(lab, tmp_path):
+    """Glance's API is a process of the controller (glance-api); the lab's Nova looks up the same images."""
+    import requests
+    api = lab.api
+    controller = lab.nodes.controller
+    glance = api.processes["image"]
+    assert glance.node is controller and glance.running and api.urls["image"] == glance.url
+    pids = [pid for pid, program, _ in controller.processes() if program == "glance-api"]
+    assert pids == [glance.process.service_pid], controller.processes()
+    assert all(p.net_inode == controller.netns_inode for p in all_processes() if p.pid in pids)
+    assert not any(program == "glance-api" for node in lab.nodes if node is not controller
+                   for _, program, _ in node.processes())
+    # the service user's password reaches it through its environment only
+    assert not any(lab.identity.credentials("glance")[0] in p.cmdline for p in all_processes())
+    try:
+        # the real CLI, through Keystone's catalog: an image uploaded to the controller's process ...
+        disk = tmp_path / "tiny.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+        since = len(api.journal)
+        made = json.loads(api.cli("image", "create", "--file", str(disk), "--disk-format", "qcow2", "archimg",
+                                  "-f", "json").stdout)
+        assert made["status"] == "active"
+        served = api.requests(since, service="glance")
+        assert ("PUT", f"/v2/images/{made['id']}/file", 204) in [(e["method"], e["path"], e["status"]) for e in served]
+        # ... is in the registry this process reads, and Nova's view of it is the same record
+        assert lab.image.get_image("archimg").virtual_size == 16 * 2**20
+        assert api.images.find_by_name("archimg")["id"] == made["id"]
+        # a record without data yet is seen by both processes as queued
+        token = lab.identity.issue_token("demo")[0]
+        # (the CLI, given no --file and no terminal, would upload its stdin: the API's own two steps, then)
+        queued = requests.post(f"{api.urls['image']}/v2/images", headers={"X-Auth-Token": token},
+                               json={"name": "archqueued", "disk_format": "qcow2"}, timeout=10).json()
+        assert [r["status"] for r in api.images.records() if r["id"] == queued["id"]] == ["queued"]
+        listed = {i["Name"]: i["Status"] for i in json.loads(api.cli("image", "list", "-f", "json").stdout)}
+        assert listed["archimg"] == "active" and listed["archqueued"] == "queued" and "busybox" in listed
+        # a compute node reaches it on the controller's address, port 9292, as nova-compute would
+        assert glance.node_url == f"http://{controller.address}:9292"
+        code = ("import json, urllib.request\n"
+                f"print(json.load(urllib.request.urlopen({glance.node_url + '/versions'!r}, timeout=5))"
+                "['versions'][0]['id'])")
+        answer = lab.nodes["compute1"].run([sys.executable, "-c", code])
+        assert answer.returncode == 0 and answer.stdout.strip() == "v2.17", answer.stderr
+        # killed, it is started again on the same sockets; what it stored is all there
+        os.kill(glance.process.service_pid, 9)
+        glance.process.wait(timeout=10)
+        assert not glance.running
+        api.resume()
+        assert glance.running
+        shown = requests.get(f"{api.urls['image']}/v2/images/{queued['id']}", headers={"X-Auth-Token": token}, timeout=10)
+        assert shown.status_code == 200 and shown.json()["status"] == "queued"
+        api.cli("image", "delete", "archimg", "archqueued")
+        assert "archimg" not in lab.image.names() and not [r for r in api.images.records() if r["id"] == queued["id"]]
+    finally:
+        # images outlive labs (Glance's do): the ones made here go, whatever failed
+        for name in ("archimg", "archqueued"):
+            if name in lab.image.names():
+                lab.image.delete_image(name)
+    # the picture draws it among the controller's processes
+    text = str(lab.diagram(save=False))
+    assert "service glance-api (the image registry's API: Glance)" in text.split("node controller ")[1].split("\nnode ")[0]
+    assert "image registry (Glance), in the lab's process" not in text
+
+
+@pytest.mark.lab
 def test_every_node_syncs_from_the_controller(lab):
     deadline = time.monotonic() + 20
     while True:
@@ -418,20 +482,21 @@ def test_host_down_removes_the_nodes_of_a_lab_that_never_stopped():
                                   "import os, cloudlab as cl\n"
                                   "lab = cl.Lab(cl.ThreeNode(), name='crash')\n"
                                   "print(len(list(lab.nodes)), flush=True)\n"
-                                  "lab.identity\n"
+                                  "lab.api\n"
                                   "print(*[pid for pid, program, _ in lab.nodes.controller.processes()\n"
-                                  "        if program == 'gunicorn'], flush=True)\n"
+                                  "        if program in ('gunicorn', 'glance-api')], flush=True)\n"
                                   "os._exit(0)   # no lab.stop(): the nodes stay behind\n"],
                                  env=env, capture_output=True, text=True, timeout=180)
         lines = crashed.stdout.splitlines()
         assert lines[0] == "3" and len(lines) == 2 and lines[1], crashed.stderr
-        # Keystone, in the controller's PID namespace where the lab's pid names nothing, still sees
-        # its lab process end (the pipe it watches) and ends with it; the nodes stay for `host down`
-        keystone = [int(pid) for pid in lines[1].split()]
+        # Keystone and glance-api, in the controller's PID namespace where the lab's pid names nothing,
+        # still see their lab process end (the pipe they watch) and end with it; the nodes stay for `host down`
+        services = [int(pid) for pid in lines[1].split()]
+        assert len(services) >= 2, lines
         deadline = time.monotonic() + 15
-        while any(os.path.exists(f"/proc/{pid}") for pid in keystone) and time.monotonic() < deadline:
+        while any(os.path.exists(f"/proc/{pid}") for pid in services) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(os.path.exists(f"/proc/{pid}") for pid in keystone), "Keystone outlived its lab"
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in services), "Keystone or Glance outlived its lab"
         left = subprocess.run(cli + ["leftovers"], env=env, capture_output=True, text=True).stdout
         assert "node network namespace" in left and "management bridge" in left
     finally:
@@ -470,7 +535,7 @@ def test_the_diagram_is_drawn_from_the_live_layout(lab, servers):
 
 @pytest.mark.lab
 def test_the_controller_comes_back_with_keystone_and_the_object_store(lab):
-    """A power cut of the controller ends Keystone and the object store with it; they start again with the node."""
+    """A power cut of the controller ends Keystone, the object store and Glance with it; they start again with the node."""
     import requests
     identity, store, controller = lab.identity, lab.object_store, lab.nodes.controller
     token, _ = identity.issue_token("demo")
@@ -478,7 +543,7 @@ def test_the_controller_comes_back_with_keystone_and_the_object_store(lab):
     conn.put_container("power")
     conn.put_object("power", "kept.txt", b"written before the power cut")
     before = {program for _, program, _ in controller.processes()}
-    assert {"gunicorn", "object-store"} <= before
+    assert {"gunicorn", "object-store", "glance-api"} <= before
     controller.stop()
     assert not controller.is_up and controller.processes() == []
     with pytest.raises(requests.RequestException):
@@ -487,4 +552,5 @@ def test_the_controller_comes_back_with_keystone_and_the_object_store(lab):
     assert {program for _, program, _ in controller.processes()} >= before
     assert identity.validate(token)["user"]["name"] == "demo"        # the same keys: the token is still good
     assert store.connection().get_object("power", "kept.txt")[1] == b"written before the power cut"
+    assert "busybox" in lab.api.cli("image", "list", "-f", "value", "-c", "Name").stdout.split()
 

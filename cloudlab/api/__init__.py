@@ -37,6 +37,7 @@ from .. import config
 from ..errors import CloudlabError, InvalidInput, MissingPrerequisite, NotFound
 from .auth import TokenCheck, TokenValidator
 from .http import ApiServer
+from .node_service import SERVED, ApiProcess
 
 CLOUD = "cloudlab"
 CLI_TIMEOUT_S = 300
@@ -99,6 +100,7 @@ class OpenStackAPI:
         self._validators = {}
         self._lock = threading.Lock()
         self.compute = self.images = self.networks = self.volumes = self.shares = None
+        self.processes = {}        # catalog name -> ApiProcess: the APIs run as a node's process
         self.journal = collections.deque(maxlen=JOURNAL_SIZE)   # the APIs' recent requests
 
     # -- lifecycle
@@ -118,7 +120,15 @@ class OpenStackAPI:
             cls = getattr(importlib.import_module(module_name), class_name)
             api = cls(self, self._check(cls.service_user))
             setattr(self, attribute, api)
-            api.base = self.urls[cls.catalog_name] = self.server.add(cls.catalog_name, api.app())
+            node = self._node_for(cls.catalog_name)
+            if node is not None:
+                # a process of the controller, as glance-api is; this process keeps an unserved copy
+                # over the same files for Nova's and Cinder's image lookups (see node_service)
+                process = self.processes[cls.catalog_name] = ApiProcess(self, cls.catalog_name, node)
+                process.start()
+                api.base = self.urls[cls.catalog_name] = process.url
+            else:
+                api.base = self.urls[cls.catalog_name] = self.server.add(cls.catalog_name, api.app())
             apis.append(api)
         self.server.start()
         store = self.lab.object_store
@@ -134,11 +144,33 @@ class OpenStackAPI:
         self.write_clouds_yaml()
         return self
 
+    def _node_for(self, name):
+        """The node whose process serves API ``name`` (the controller of a multi-node layout), or None."""
+        if name not in SERVED or len(self.lab.topology.nodes) < 2:
+            return None
+        return self.lab.nodes.controller
+
+    @property
+    def node(self):
+        """The node running some of the APIs as processes of their own (the controller), or None."""
+        return next((process.node for process in self.processes.values()), None)
+
+    def resume(self):
+        """Start the APIs' processes again after their node's power cut (:meth:`cloudlab.host.nodes.Node.start`)."""
+        for process in self.processes.values():
+            process.resume()
+        return self
+
     def stop(self):
         """Stop the APIs and remove the lab's clouds.yaml (Keystone stops with the lab)."""
         if self.server is not None:
             self.server.stop()
             self.server = None
+        for process in self.processes.values():
+            process.stop()
+        self.processes = {}
+        if self.images is not None:
+            self.images.close()
         shared = config.home() / "clouds.yaml"
         mine = self.clouds_yaml
         try:
@@ -164,7 +196,10 @@ class OpenStackAPI:
             since: skip the first ``since`` entries (``len(api.journal)`` taken before a command).
             service: only this one's (``nova``, ``glance``, ``neutron``).
         """
-        entries = list(self.journal)[since:]
+        for process in list(self.processes.values()):
+            self.journal.extend(process.new_entries())      # a node's API process writes a file
+        # in the order they were served: a node's entries are read in later than they happened
+        entries = sorted(list(self.journal)[since:], key=lambda e: e.get("at", 0))
         return [e for e in entries if service is None or e["service"] == service]
 
     def service_map(self):
@@ -351,6 +386,7 @@ class OpenStackAPI:
         """
         if len(args) == 1 and isinstance(args[0], str):
             args = tuple(args[0].split())
+        self.requests()          # reads in what the node's processes served so far
         since = len(self.journal)
         result = self.cli("--timing", *args, cloud=cloud)
         client, output = [], []

@@ -19,12 +19,16 @@ in with the user and password its configuration names, as keystonemiddleware's
 
 import dataclasses
 import datetime
+import os
 import threading
 import time
 
-from ..errors import CloudlabError, NotFound
+from ..errors import CloudlabError, InvalidInput, NotFound
 from .http import ApiError
 
+# a service user's password reaches a node's process through its environment, never its command
+# line: /proc/PID/cmdline is readable by every user of the machine, /proc/PID/environ only by its owner
+KEYSTONE_PASSWORD_VARIABLE = "CLOUDLAB_KEYSTONE_PASSWORD"
 CACHE_S = 60.0
 NEGATIVE_CACHE_S = 5.0
 CACHE_MAX = 10000
@@ -84,6 +88,20 @@ class ServiceLogin:
         self._token = None
         self._renew_at = 0.0
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls, url, user, project="service"):
+        """The login of ``user`` at ``url``, its password read from ``$CLOUDLAB_KEYSTONE_PASSWORD``.
+
+        Raises:
+            InvalidInput: the variable is not set.
+        """
+        password = os.environ.get(KEYSTONE_PASSWORD_VARIABLE)
+        if not password:
+            raise InvalidInput(f"--keystone-url needs the password of user {user!r} in ${KEYSTONE_PASSWORD_VARIABLE}",
+                               fix=f"set {KEYSTONE_PASSWORD_VARIABLE} in the server's environment "
+                                   "(never on its command line, which every user can read)")
+        return cls(url, user, password, project=project)
 
     def service_token(self, service_user=None):
         """This service user's token (``service_user``, when given, must be that user).

@@ -177,7 +177,8 @@ def middleware(auth, fault, public=(), checks=(), journal=None, service=""):
                             "status": response.status, "ms": round((time.monotonic() - started) * 1000, 1),
                             "user": ctx.user_name if ctx else None, "project": ctx.project_name if ctx else None,
                             "token": "no token needed" if ctx is None else
-                            ("validated by Keystone" if auth.validator.asked > asked else "validation cached")})
+                            ("validated by Keystone" if auth.validator.asked > asked else "validation cached"),
+                            "at": time.time()})
         return response
 
     async def _handle(request, handler):

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from .. import config
-from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound, ResourceTimeout
+from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound
 from ..process import stop_process
 
 HERE = Path(__file__).resolve().parent
@@ -389,8 +389,7 @@ class Identity:
                 # addresses, where the other nodes' services reach it.  gunicorn serves either inherited
                 # sockets or addresses it binds, never both: the node's socket is made here too, inside
                 # the node's namespace
-                from ..host import netns
-                self._node_sock = netns.listening_socket_in(self.node.netns, "0.0.0.0", NODE_PORT)
+                self._node_sock = self.node.listen("0.0.0.0", NODE_PORT)
             self._spawn(venv)
             self._wait_ready()
             self.client = KeystoneClient(self.url)
@@ -469,21 +468,9 @@ class Identity:
         return "\n".join(useful[-lines:])
 
     def _wait_ready(self):
-        import requests
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self._proc.poll() is not None:
-                raise CloudlabError(f"Keystone exited (status {self._proc.returncode}):\n{self._log_tail()}",
-                                    fix=f"see the logs in {self.state_dir}")
-            try:
-                if requests.get(f"{self.url}/v3", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise ResourceTimeout(f"Keystone did not answer within {START_TIMEOUT_S:g} s:\n{self._log_tail()}",
-                                      fix=f"see the logs in {self.state_dir}")
-            time.sleep(0.1)
+        from ..process import wait_answering
+        wait_answering(f"{self.url}/v3", [("Keystone", self._proc)], "Keystone", self._log_tail,
+                       fix=f"see the logs in {self.state_dir}", timeout=START_TIMEOUT_S)
 
     def _setup(self):
         """The course's projects and users, the services' users, then a fresh admin password."""

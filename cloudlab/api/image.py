@@ -10,8 +10,10 @@ Ids: Glance names images by UUID.  An image of the lab's registry has a stable o
 derived from its name and creation time, or the one its record was created with
 (kept in its properties).  Owner and visibility live in the same properties; the
 lab's built image (``busybox``) and images made without the API are public, owned
-by the admin project.  Queued records live in this API's memory only (they hold
-no data), a limit of the lab.
+by the admin project.  Queued records (they hold no data yet) are files in the
+lab's folder (:class:`QueuedImages`), removed when the lab stops: the lab's
+process and a Glance process on the controller node (:mod:`.node_service`) read
+the same ones, as two glance-api workers read one database.
 
 The lab's registry names are its keys, so two images cannot share a name (Glance
 allows it): a second one is 409.  Names are 1-40 lower-case letters, digits, '.',
@@ -21,10 +23,12 @@ allows it): a second one is 409.  Names are 1-40 lower-case letters, digits, '.'
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from aiohttp import web
 
@@ -75,6 +79,54 @@ def sha512_file(path):
     return _sha512[key]
 
 
+class QueuedImages:
+    """The queued records (images without data yet), one JSON file each in ``folder``.
+
+    Files, not memory: in a multi-node layout Glance's API is a process of the
+    controller while Nova's, in the lab's process, looks the same images up.  Each
+    record is written whole (a temporary file renamed over the old one), so a
+    reader never sees half of one.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def _path(self, ident):
+        return self.folder / f"{uuid.UUID(ident)}.json"
+
+    def values(self):
+        """Every queued record, oldest first."""
+        records = []
+        for path in sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns if p.exists() else 0):
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue        # deleted meanwhile
+        return records
+
+    def put(self, record):
+        """Store ``record`` (a dict with an ``id``), replacing the one of that id."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(record["id"])
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+
+    def pop(self, ident):
+        """Remove the record ``ident`` and return it, or None when there is none."""
+        path = self._path(ident)
+        try:
+            record = json.loads(path.read_text())
+            path.unlink()
+        except (OSError, ValueError):
+            return None
+        return record
+
+    def clear(self):
+        """Remove every record and the folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class ImageAPI:
     """Glance's v2 REST API over ``lab.image``.
 
@@ -91,8 +143,12 @@ class ImageAPI:
         self.lab = api.lab
         self.auth = auth
         self.base = None
-        self._queued = {}          # id -> record of an image without data yet
+        self._queued = QueuedImages(self.lab.home / f"{self.lab.prefix}image-queue")
         self._lock = threading.Lock()
+
+    def close(self):
+        """Forget the queued records (the lab stops: they hold no data)."""
+        self._queued.clear()
 
     def catalog(self):
         """The catalog entry: ``[(type, name, url, description)]``."""
@@ -158,9 +214,7 @@ class ImageAPI:
     def records(self):
         """Every image as a Glance record (registry images, then queued ones)."""
         out = [self._registry_record(image) for image in self.lab.image.list_images()]
-        with self._lock:
-            out += [dict(r) for r in self._queued.values()]
-        return out
+        return out + self._queued.values()
 
     def find_by_name(self, name):
         """The record of the registry image called ``name``, or None (the compute API shows servers' images)."""
@@ -267,8 +321,7 @@ class ImageAPI:
                   "disk_format": disk_format, "container_format": container_format, "created_at": iso(now),
                   "updated_at": iso(now), "tags": field(body, "tags", list, default=[]), "os_hidden": False}
         record.update(extra)
-        with self._lock:
-            self._queued[ident] = record
+        self._queued.put(record)
         return json_response(self._decorate(record), status=201, headers={"Location": f"{self.base}/v2/images/{ident}"})
 
     async def update_image(self, request):
@@ -297,7 +350,7 @@ class ImageAPI:
                     record.pop(key, None)
                 else:
                     record[key] = op.get("value")
-            self._queued[record["id"]] = record
+            self._queued.put(record)
         return json_response(self._decorate(record))
 
     async def upload(self, request):
@@ -310,6 +363,7 @@ class ImageAPI:
             raise ApiError(409, f"Image status transition from {record['status']} to saving is not allowed")
         with self._lock:
             record["status"] = "saving"
+            self._queued.put(record)
         scratch = self.lab.home / "api-uploads"
         scratch.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix=".upload-", dir=scratch)
@@ -328,14 +382,14 @@ class ImageAPI:
         except BaseException:
             with self._lock:
                 record["status"] = "queued"
+                self._queued.put(record)
             raise
         finally:
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        with self._lock:
-            self._queued.pop(record["id"], None)
+        self._queued.pop(record["id"])
         return web.Response(status=204)
 
     async def download(self, request):
@@ -355,8 +409,7 @@ class ImageAPI:
             raise ApiError(403, f"Image {record['id']} is protected and cannot be deleted.")
         if record["owner"] != ctx.project_id and not ctx.is_admin:
             raise ApiError(403, f"You are not permitted to delete image {record['id']}.")
-        with self._lock:
-            queued = self._queued.pop(record["id"], None)
+        queued = self._queued.pop(record["id"]) if record["status"] != "active" else None
         if queued is None:
             await blocking(self.lab.image.delete_image, record["name"])
         return web.Response(status=204)

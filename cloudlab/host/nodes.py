@@ -54,7 +54,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -95,6 +94,7 @@ SERVICE_OF = {
     "gunicorn": "Keystone (identity, under gunicorn)",
     "object-store": "object store (the Swift and S3 proxy)",
     "object-server": "object server (the objects' bytes and metadata: swift-object-server)",
+    "glance-api": "glance-api (the image registry's API: Glance)",
 }
 
 
@@ -496,6 +496,18 @@ class Node(_LibvirtNode):
             proc.service_pid = proc.pid      # no nsenter in between: the command is the process
         return proc
 
+    def listen(self, address, port, backlog=128):
+        """A TCP socket listening on ``address:port`` inside this node, made here, to hand to one of its processes.
+
+        Raises:
+            Conflict: the port is taken there.
+        """
+        try:
+            return netns.listening_socket_in(self.netns, address, port, backlog=backlog)
+        except OSError as exc:
+            raise Conflict(f"port {port} on node {self.name} is taken: {exc.strerror}",
+                           fix="stop what listens there (lab.stop() of another lab)") from None
+
     def start_process(self, name, command):
         """Start ``command`` inside the node (marked as the lab's), remembered as ``name`` in its pids."""
         proc = self.popen(command, self.state_path / f"{name}.log")
@@ -523,8 +535,8 @@ class Node(_LibvirtNode):
             self._end_processes()
 
     def start(self):
-        """Start a stopped node again (its daemons, and on the controller Keystone and the object store;
-        its servers stay powered off until started).
+        """Start a stopped node again (its daemons, and on the controller Keystone, the object store and
+        Glance's API; its servers stay powered off until started).
 
         Raises:
             Conflict: the node is not stopped.
@@ -535,8 +547,8 @@ class Node(_LibvirtNode):
             self.stopped = False
             self._nodes._start_services(self)
             # as a machine starts its services when it boots: what the lab runs on this node as
-            # processes of their own (Keystone and the object store, on the controller) comes back
-            for attribute in ("identity", "object_store"):
+            # processes of their own (Keystone, the object store, Glance's API) comes back
+            for attribute in ("identity", "object_store", "api"):
                 service = self.lab.started_service(attribute)
                 if service is not None and self in (getattr(service, "node", None),
                                                     getattr(service, "storage_node", None)):
@@ -652,6 +664,8 @@ class Node(_LibvirtNode):
                 program = "init"
             elif "cloudlab_keystone_wsgi" in proc.cmdline:
                 program = "gunicorn"
+            elif "cloudlab api-service image" in proc.cmdline:
+                program = "glance-api"
             service = SERVICE_OF.get(program)
             if service is None:
                 continue

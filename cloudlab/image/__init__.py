@@ -25,7 +25,9 @@ size and a checksum.  The default image is ``busybox``; more can be made with
 size) or registered with :meth:`ImageService.import_image`.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -429,6 +431,15 @@ class ImageService:
         self.lab = lab
         self._lock = threading.Lock()
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """This process's lock and the registry folder's (a Glance process on the controller node
+        registers images in the same folder: the check for a taken name and the rename that
+        takes it must not interleave with another process's)."""
+        with self._lock, open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
     @property
     def root(self):
         """Folder of registered (non-default) images."""
@@ -495,7 +506,7 @@ class ImageService:
 
     def _register(self, name, fill):
         """Create ``root/name`` via a scratch folder renamed into place when complete."""
-        with self._lock:
+        with self._locked():
             self._check_new_name(name)
             scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
             try:
@@ -580,7 +591,7 @@ class ImageService:
                                fix="delete images you created or imported")
         if not (isinstance(name, str) and NAME_RE.match(name) and (self.root / name / "image.json").is_file()):
             self.get_image(name)          # raises NotFound listing the valid names
-        with self._lock:
+        with self._locked():
             shutil.rmtree(self.root / name)
 
 

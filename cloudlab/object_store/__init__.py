@@ -42,17 +42,13 @@ shown as a transcript) and ``swift_cli`` (the real
 ``swift`` command line).
 """
 
-import http.client
-import os
 import shutil
 import socket
 import sys
 import threading
-import time
-from pathlib import Path
 
-from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, ResourceTimeout
-from ..process import stop_process
+from ..errors import InvalidInput, MissingPrerequisite
+from ..process import Handover, package_env, stop_process, wait_answering
 from .auth import Users
 from .cli import KEYSTONE_PASSWORD_VARIABLE
 from .server import ObjectStoreServer
@@ -66,22 +62,6 @@ OBJECT_SERVER_PORT = 6200        # Swift's object server's port, on the storage 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 BACKLOG = 1024
-# the folder holding the cloudlab package: the node's process runs the code this process runs
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-
-
-def _listen_on(node, address, port):
-    """A listening socket on ``address:port`` inside ``node``'s network namespace, made here.
-
-    Raises:
-        Conflict: the port is taken there.
-    """
-    from ..host import netns
-    try:
-        return netns.listening_socket_in(node.netns, address, port, backlog=BACKLOG)
-    except OSError as exc:
-        raise Conflict(f"port {port} on node {node.name} is taken: {exc.strerror}",
-                       fix="stop what listens there (lab.stop() of another lab)") from None
 
 
 class ObjectStore:
@@ -114,8 +94,7 @@ class ObjectStore:
         self.process = None          # the proxy's Popen there
         self.storage_node = None     # the storage node its object server runs on (multi-node layouts)
         self.storage_process = None  # the object server's Popen there
-        self._sockets = []           # (loopback, node) listening sockets of the proxy, bound here, served there
-        self._parent_pipe = None     # (read, write): the process stops when the write end closes
+        self._handover = None        # the proxy's (loopback, node) sockets and the parent pipe (process.Handover)
         self._lock = threading.RLock()
         if len(lab.topology.nodes) < 2:
             self.server = ObjectStoreServer(self.root, host=host, port=port, users=users)
@@ -160,12 +139,11 @@ class ObjectStore:
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
                                fix="choose another port (0 picks a free one)") from None
-        self._sockets.append(loopback)
+        self._handover = Handover([loopback])
         self.port = loopback.getsockname()[1]
         # a socket belongs to the namespace it was made in, for its whole life: this one is the node's
-        self._sockets.append(_listen_on(self.node, "0.0.0.0", NODE_PORT))
+        self._handover.sockets.append(self.node.listen("0.0.0.0", NODE_PORT, backlog=BACKLOG))
         self.storage_node = self.lab.nodes.storage
-        self._parent_pipe = os.pipe()
 
     def _spawn(self):
         """Start what is not running: the object server on the storage node, the proxy on the controller."""
@@ -173,18 +151,14 @@ class ObjectStore:
         if (self.storage_process is None or self.storage_process.poll() is not None) and self.storage_node.is_up:
             self._spawn_object_server()
         if (self.process is None or self.process.poll() is not None) and self.node.is_up:
-            fds = [sock.fileno() for sock in self._sockets]
+            fds, parent = self._handover.socket_fds, self._handover.parent_fd
             command = [sys.executable, "-m", "cloudlab", "object-store", "--upstream", self.object_server_url,
-                       "--parent-fd", str(self._parent_pipe[0])]
+                       "--parent-fd", str(parent)]
             for fd in fds:
                 command += ["--fd", str(fd)]
-            self.process = self.node.popen(command, self.log_path, pass_fds=fds + [self._parent_pipe[0]],
-                                           env=self._env())
+            self.process = self.node.popen(command, self.log_path, pass_fds=fds + [parent], env=package_env())
         if all(p is not None and p.poll() is None for p in (self.process, self.storage_process)):
             self._wait_ready()
-
-    def _env(self):
-        return {"PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
 
     @property
     def object_server_url(self):
@@ -198,13 +172,13 @@ class ObjectStore:
         identity = self.keystone
         # bound here and handed over, but not kept: once the object server ends, its port is closed,
         # and the proxy meets a refusal (a 502 for the client) rather than a queue nobody serves
-        server_socket = _listen_on(self.storage_node, self.storage_node.address, OBJECT_SERVER_PORT)
+        server_socket = self.storage_node.listen(self.storage_node.address, OBJECT_SERVER_PORT, backlog=BACKLOG)
         fd = server_socket.fileno()
         command = [sys.executable, "-m", "cloudlab", "object-store", "--root", str(self.root),
-                   "--parent-fd", str(self._parent_pipe[0]), "--fd", str(fd)]
+                   "--parent-fd", str(self._handover.parent_fd), "--fd", str(fd)]
         for login, key in self._users.as_dict().items():
             command += ["--user", f"{login}={key}"]
-        env = self._env()
+        env = package_env()
         if identity is not None:
             # keystonemiddleware's way: the proxy validates tokens itself, as the swift service user,
             # at Keystone's address on the node (the node's process cannot call back into this one)
@@ -215,7 +189,7 @@ class ObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self.storage_process = self.storage_node.popen(command, self.server_log_path,
-                                                           pass_fds=[fd, self._parent_pipe[0]], env=env)
+                                                           pass_fds=[fd, self._handover.parent_fd], env=env)
         finally:
             server_socket.close()
 
@@ -239,28 +213,11 @@ class ObjectStore:
         return "\n".join(text) or "(no log)"
 
     def _wait_ready(self):
-        # the socket listens already (bound here): a request waits in its queue until the process
-        # serves it, so one answer to GET /info means the process is up
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            for what, proc, path in (("proxy", self.process, self.log_path),
-                                     ("object server", self.storage_process, self.server_log_path)):
-                if proc.poll() is not None:
-                    raise CloudlabError(f"the object store's {what} exited (status {proc.returncode}):\n"
-                                        f"{self._log_tail()}", fix=f"see its log, {path}")
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
-            try:
-                conn.request("GET", "/info")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            finally:
-                conn.close()
-            if time.monotonic() > deadline:
-                raise ResourceTimeout(f"the object store did not answer within {START_TIMEOUT_S:g} s:\n"
-                                      f"{self._log_tail()}", fix=f"see its log, {self.log_path}")
-            time.sleep(0.05)
+        wait_answering(f"http://{self.host}:{self.port}/info",
+                       [("the object store's proxy", self.process), ("the object store's object server",
+                                                                    self.storage_process)],
+                       "the object store", self._log_tail, fix=f"see its logs, {self.log_path} and {self.server_log_path}",
+                       timeout=START_TIMEOUT_S)
 
     def use_keystone(self, identity=None):
         """Accept Keystone tokens beside TempAuth's, as a Swift proxy with authtoken and keystoneauth does.
@@ -301,7 +258,7 @@ class ObjectStore:
         layout, or while the process runs.
         """
         with self._lock:
-            if self.server is not None or not self._sockets:
+            if self.server is not None or self._handover is None:
                 return self
             if all(p is not None and p.poll() is None for p in (self.process, self.storage_process)):
                 return self
@@ -321,12 +278,9 @@ class ObjectStore:
                 if proc is not None:
                     stop_process(proc, timeout=STOP_TIMEOUT_S)
             self.process = self.storage_process = None
-            for sock in self._sockets:
-                sock.close()
-            self._sockets = []
-            for fd in self._parent_pipe or ():
-                os.close(fd)
-            self._parent_pipe = None
+            if self._handover is not None:
+                self._handover.close()
+                self._handover = None
         if remove_data:
             shutil.rmtree(self.root, ignore_errors=True)
             shutil.rmtree(self.files, ignore_errors=True)

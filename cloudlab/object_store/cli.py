@@ -9,19 +9,16 @@ keystonemiddleware.
 """
 
 import logging
-import os
-import stat
 import sys
 
+from ..api.auth import KEYSTONE_PASSWORD_VARIABLE
 from ..errors import InvalidInput
+from ..process import inherited_socket, parent_pipe
 from .auth import Users
-from .server import ObjectStoreServer, inherited_socket
+from .server import ObjectStoreServer
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-# the service user's password reaches the process through its environment, never its command
-# line: /proc/PID/cmdline is readable by every user of the machine, /proc/PID/environ only by its owner
-KEYSTONE_PASSWORD_VARIABLE = "CLOUDLAB_KEYSTONE_PASSWORD"
 
 
 def add_arguments(parser):
@@ -84,31 +81,12 @@ def _address(args):
     return (DEFAULT_HOST if args.host is None else args.host, DEFAULT_PORT if args.port is None else args.port)
 
 
-def _parent_fd(fd):
-    if fd is None:
-        return None
-    try:
-        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
-    except OSError as exc:
-        raise InvalidInput(f"--parent-fd {fd} is not open: {exc.strerror}",
-                           fix="pass the read end of a pipe the process inherits") from None
-    if not is_pipe:
-        raise InvalidInput(f"--parent-fd {fd} is not a pipe", fix="pass the read end of a pipe the process inherits")
-    return fd
-
-
 def _add_keystone(users, args):
     """Accept the Keystone tokens of ``--keystone-url`` beside TempAuth's (Swift's authtoken + keystoneauth)."""
     if not args.keystone_url:
         return
-    password = os.environ.get(KEYSTONE_PASSWORD_VARIABLE)
-    if not password:
-        raise InvalidInput(f"--keystone-url needs the password of user {args.keystone_user!r} "
-                           f"in ${KEYSTONE_PASSWORD_VARIABLE}",
-                           fix=f"set {KEYSTONE_PASSWORD_VARIABLE} in the server's environment "
-                               "(never on its command line, which every user can read)")
     from ..api.auth import ServiceLogin, TokenValidator, keystone_accounts
-    login = ServiceLogin(args.keystone_url, args.keystone_user, password, project=args.keystone_project)
+    login = ServiceLogin.from_environment(args.keystone_url, args.keystone_user, project=args.keystone_project)
     users.add_token_source(keystone_accounts(TokenValidator(login, args.keystone_user)))
 
 
@@ -127,7 +105,7 @@ def main(args):
                            fix="--root DIR, or --upstream URL to run as a proxy in front of one")
     users = users_from(args.user)
     _add_keystone(users, args)
-    parent_fd = _parent_fd(args.parent_fd)
+    parent_fd = parent_pipe(args.parent_fd)
     sockets = _sockets(args)
     host, port = _address(args)
     server = ObjectStoreServer(args.root, host=host, port=port, users=users, access_log=args.access_log,
@@ -163,7 +141,7 @@ def _proxy(args):
         print(f"object store proxy listening on {' and '.join(srv.urls)}, passing requests to {args.upstream}",
               flush=True)
 
-    server.run(on_ready=ready, parent_fd=_parent_fd(args.parent_fd))
+    server.run(on_ready=ready, parent_fd=parent_pipe(args.parent_fd))
     print("object store proxy stopped", file=sys.stderr)
     return 0
 

@@ -13,7 +13,7 @@ client sent them) and picks the view:
 :class:`ObjectStoreServer` runs the application either in a background thread with
 its own event loop (for a lab or a test) or in the foreground until SIGTERM/SIGINT
 (``python -m cloudlab object-store``).  It binds its own address, or serves listening
-sockets it was handed (:func:`inherited_socket`): a process started by the lab inside a
+sockets it was handed (:func:`cloudlab.process.inherited_socket`): a process started by the lab inside a
 node's network namespace answers on sockets the lab bound, one on the machine's
 loopback and one on the node's addresses, as systemd's socket activation hands a
 daemon its sockets.  No access log is written unless asked for: formatting one line
@@ -26,7 +26,6 @@ import itertools
 import logging
 import os
 import secrets
-import signal
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..errors import CloudlabError, InvalidInput, ResourceTimeout
+from ..process import until_stopped
 from .auth import Users
 from .storage import Store
 from .swift import SwiftAPI, SwiftError, error_response
@@ -132,27 +132,6 @@ def undecodable_header(headers):
     return None
 
 
-def inherited_socket(fd):
-    """The listening TCP socket this process inherited as file descriptor ``fd``.
-
-    Raises:
-        InvalidInput: ``fd`` is not open, not a socket, or not a listening TCP socket.
-    """
-    fix = "pass the number of a listening socket the process inherits (Popen(..., pass_fds=(N,)))"
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError as exc:
-        raise InvalidInput(f"--fd {fd} is not a socket ({exc.strerror})", fix=fix) from None
-    try:
-        listening = sock.type == socket.SOCK_STREAM and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-    except OSError:
-        listening = False
-    if not listening or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        sock.detach()       # not ours to close: it is whatever the parent left at that number
-        raise InvalidInput(f"--fd {fd} is not a listening TCP socket", fix=fix)
-    return sock
-
-
 def _log_rejected(request, status, tx, detail=""):
     # one line per refused request: enough to find it, never a traceback
     path = request.raw_path
@@ -238,7 +217,7 @@ class ObjectStoreServer:
         access_log: write one log line per request to stderr (off: it costs time).
         sync_dirs: fsync directories after renames too (see :class:`~cloudlab.object_store.storage.Store`).
         sockets: listening sockets to serve instead of binding ``host:port`` (e.g. from
-            :func:`inherited_socket`); ``host`` and ``port`` then name the first one.
+            :func:`cloudlab.process.inherited_socket`); ``host`` and ``port`` then name the first one.
     """
 
     def __init__(self, root, host="127.0.0.1", port=0, users=None, access_log=False, sync_dirs=False,
@@ -370,17 +349,10 @@ class ObjectStoreServer:
 
         async def main():
             await self._start_sites(socks)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            if parent_fd is not None:
-                # nobody writes to the pipe: readable means its last writer has closed it
-                loop.add_reader(parent_fd, stop.set)
             if on_ready:
                 on_ready(self)
             try:
-                await stop.wait()
+                await until_stopped(parent_fd)
             finally:
                 await self._cleanup()
 

@@ -6,9 +6,9 @@ dnsmasq, qemu-storage-daemon, the NTP server: :meth:`cloudlab.host.nodes.Node.se
 the servers running on each compute node and the volumes each storage node serves.  The
 management network joins every node; the tenant network (VXLAN) joins the compute nodes
 and the controller.  The API services found among the controller's processes (in a
-multi-node layout the object store and Keystone run there) are drawn from them too; the
-ones the lab runs in its own Python process (the image registry, the REST APIs, and the
-object store of the all-in-one layout) are drawn on the controller, where the install
+multi-node layout the object store, Keystone and Glance's API run there) are drawn from
+them too; the ones the lab runs in its own Python process (the other REST APIs, and
+every API of the all-in-one layout) are drawn on the controller, where the install
 guide puts them, and say that they are reached on loopback.
 """
 
@@ -23,9 +23,9 @@ API_SERVICES = {"object_store": "object store proxy (Swift / S3), in the lab's p
 SHORT = {"libvirtd": "libvirtd (hypervisor daemon)", "virtlogd": "virtlogd (console logs)",
          "dnsmasq": "dnsmasq (DHCP agent)", "qemu-storage-daemon": "qemu-storage-daemon (NBD)",
          "ntp": "NTP server", "object-store": "Swift / S3 proxy", "object-server": "Swift object server",
-         "gunicorn": "Keystone (gunicorn)"}
+         "gunicorn": "Keystone (gunicorn)", "glance-api": "glance-api (images)"}
 # the lab's services that are a node's process in a multi-node layout: drawn from the processes found
-API_PROGRAM = {"object_store": "object-store", "identity": "gunicorn"}
+API_PROGRAM = {"object_store": "object-store", "identity": "gunicorn", "image": "glance-api"}
 API_SHORT = {"object_store": "Swift / S3 proxy", "image": "Glance (images)", "identity": "Keystone",
              "api": "OpenStack APIs", "ntp": "lab NTP"}
 ROLE_COLOURS = {"controller": "#e3ecf7", "compute": "#e6f2df", "storage": "#f7eedf"}
