@@ -4,7 +4,8 @@ Prints one ``name value`` line per figure (targets in brackets):
 
     three_node_up_s        a three-node lab from nothing to every service answering: the nodes'
                            libvirtds, every node's NTP server (synced from the controller), the
-                           controller's DHCP, the storage node's NBD daemon, the object store   [<= 30]
+                           controller's DHCP, the storage node's NBD daemon, the object store
+                           (proxy and object server), Keystone, glance-api and the other APIs   [<= 30]
     remote_create_ratio    median create -> ACTIVE of a server on a compute node of the three-node
                            lab / of one in the all-in-one lab, runs alternated                     [<= 1.3]
     migration_downtime_ms  longest gap between the guest's answers to ICMP echo requests sent every
@@ -62,6 +63,7 @@ def main():
             node.connect().getHostname()
         three.block_storage.backend("nbd")
         three.object_store  # noqa: B018
+        three.api  # noqa: B018 - Keystone and glance-api on the controller, the other APIs here
         while not all(row["stratum"] for row in nodes.time().values()):
             time.sleep(0.1)
         figure("three_node_up_s", time.monotonic() - t0)
