@@ -135,6 +135,21 @@ class BlockStorage:
                 self._backends[volume_type] = backend
             return self._backends[volume_type]
 
+    @property
+    def storage_node(self):
+        """The node whose daemon serves the volumes over the network (multi-node layouts), or None."""
+        if self.lab is None or len(self.lab.topology.nodes) < 2:
+            return None
+        return self.lab.nodes.storage
+
+    def resume(self):
+        """Start the backends' daemons again after their node's power cut (:meth:`cloudlab.host.nodes.Node.start`)."""
+        for backend in list(self._backends.values()):
+            resume = getattr(backend, "resume", None)
+            if resume is not None:
+                resume()
+        return self
+
     def _backend_of(self, item):
         """The backend holding a volume's (or a snapshot's volume's) bytes."""
         if isinstance(item, Snapshot):

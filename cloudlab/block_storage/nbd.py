@@ -72,8 +72,13 @@ class QMP:
             request = {"execute": _command}
             if arguments:
                 request["arguments"] = arguments
-            self._sock.sendall(json.dumps(request).encode() + b"\n")
-            reply = self._read()
+            try:
+                self._sock.sendall(json.dumps(request).encode() + b"\n")
+                reply = self._read()
+            except OSError as exc:      # the daemon is gone (its node lost power, say)
+                raise CloudlabError(f"qemu-storage-daemon did not answer {_command}: {exc}",
+                                    fix="start its node again (lab.nodes[NAME].start()), or lab.stop() and start "
+                                        "the lab again") from None
         if "error" in reply:
             raise CloudlabError(f"qemu-storage-daemon refused {_command}: {reply['error'].get('desc')}")
         return reply.get("return")
@@ -109,6 +114,7 @@ class NbdBackend(FileBackend):
         self._qmp = None
         self._lock = threading.Lock()
         self._clients = {}          # volume id -> set of server ids using its export
+        self._node = self._ns = None    # where the daemon runs: a storage node, or the lab host's namespace
         self.monitor_path = self.folder / f"{self.prefix}nbd.qmp"
 
     def start(self):
@@ -120,7 +126,6 @@ class NbdBackend(FileBackend):
         """
         if self._proc is not None and self._proc.poll() is None:
             return
-        from ..host import netns
         if len(self.lab.topology.nodes) > 1:
             # a multi-node layout: the storage node serves the volumes on its management address,
             # and the compute nodes' QEMU reach it across the management network
@@ -129,8 +134,15 @@ class NbdBackend(FileBackend):
         else:
             node, host = None, self.lab.host
             self.address, ns = host.gateway, host.netns
+        self._node, self._ns = node, ns
+        self._launch(range(self.first_port, self.first_port + 10))
+
+    def _launch(self, ports):
+        """Start the daemon on the first of ``ports`` that is free, and connect to its monitor."""
+        from ..host import netns
+        node, ns, ports = self._node, self._ns, list(ports)
         log = self.folder / f"{self.prefix}nbd.log"
-        for port in range(self.first_port, self.first_port + 10):
+        for port in ports:
             self.monitor_path.unlink(missing_ok=True)
             args = [
                 "qemu-storage-daemon",
@@ -162,9 +174,31 @@ class NbdBackend(FileBackend):
             if "Address already in use" not in log.read_text(errors="replace"):
                 raise CloudlabError(f"qemu-storage-daemon did not start: {log.read_text(errors='replace')[-400:]}")
         else:
-            raise CloudlabError(f"no free port for NBD on {self.address} from {self.first_port}")
+            raise CloudlabError(f"no free port for NBD on {self.address} on ports {ports[0]}-{ports[-1]}",
+                                fix="stop what listens there (lab.stop() of another lab)")
         self._qmp = QMP(self.monitor_path)
         log.unlink(missing_ok=True)
+
+    def resume(self):
+        """Start the daemon again after its node's power cut: the same port, the same exports.
+
+        A storage node starts its target again when it boots, as Cinder's node starts its
+        iSCSI target with the volumes it exported.  The hypervisors' QEMU NBD clients
+        connect again on their guest's next read or write (what was asked while the
+        daemon was down failed with an I/O error in the guest, as a lost iSCSI session's
+        requests do).  Does nothing while the daemon runs, or once the backend stopped.
+        """
+        with self._lock:
+            if self._proc is None or self._proc.poll() is None:
+                return self
+            if self._qmp is not None:
+                self._qmp.close()
+                self._qmp = None
+            # the port the guests' QEMU knows: the connection info they were given names it
+            self._launch([self.port])
+            for volume_id in self._clients:
+                self._export(volume_id)
+        return self
 
     def stop(self):
         """Stop the daemon (its exports end with it)."""
@@ -208,17 +242,22 @@ class NbdBackend(FileBackend):
         with self._lock:
             users = self._clients.setdefault(volume_id, set())
             if not users:
-                self._qmp.command("blockdev-add", **{"driver": path.suffix[1:], "node-name": node,
-                                                     "file": {"driver": "file", "filename": str(path)}})
-                try:
-                    self._qmp.command("block-export-add", type="nbd", id=name, **{"node-name": node},
-                                      name=name, writable=True)
-                except CloudlabError:
-                    self._qmp.command("blockdev-del", **{"node-name": node})
-                    raise
+                self._export(volume_id)
             users.add(connector.get("server_id"))
         return {"driver_volume_type": "nbd",
                 "data": {"host": self.address, "port": self.port, "export": name, "format": "raw"}}
+
+    def _export(self, volume_id):
+        """Open the volume's file as a block node of the daemon and export it (writable) by its name."""
+        path, name, node = self.path(volume_id), self.export_name(volume_id), self.node_name(volume_id)
+        self._qmp.command("blockdev-add", **{"driver": path.suffix[1:], "node-name": node,
+                                             "file": {"driver": "file", "filename": str(path)}})
+        try:
+            self._qmp.command("block-export-add", type="nbd", id=name, **{"node-name": node},
+                              name=name, writable=True)
+        except CloudlabError:
+            self._qmp.command("blockdev-del", **{"node-name": node})
+            raise
 
     def terminate_connection(self, volume_id, connector):
         """Remove the volume's export once its last client has gone."""

@@ -535,8 +535,9 @@ class Node(_LibvirtNode):
             self._end_processes()
 
     def start(self):
-        """Start a stopped node again (its daemons, and on the controller Keystone, the object store and
-        Glance's API; its servers stay powered off until started).
+        """Start a stopped node again (its daemons; on the controller Keystone, the object store's proxy and
+        Glance's API; on the storage node the object server and the NBD target; its servers stay powered
+        off until started).
 
         Raises:
             Conflict: the node is not stopped.
@@ -547,8 +548,8 @@ class Node(_LibvirtNode):
             self.stopped = False
             self._nodes._start_services(self)
             # as a machine starts its services when it boots: what the lab runs on this node as
-            # processes of their own (Keystone, the object store, Glance's API) comes back
-            for attribute in ("identity", "object_store", "api"):
+            # processes of their own (Keystone, the object store, Glance's API, the NBD target) comes back
+            for attribute in ("identity", "object_store", "api", "block_storage"):
                 service = self.lab.started_service(attribute)
                 if service is not None and self in (getattr(service, "node", None),
                                                     getattr(service, "storage_node", None)):
