@@ -111,8 +111,17 @@ class OpenStackAPI:
         Raises:
             MissingPrerequisite: Keystone is not installed (``make lab`` installs it).
         """
-        import importlib
         identity = self.lab.identity
+        try:
+            self._start(identity)
+        except BaseException:
+            # nothing half-started stays: a node's API process, the loopback ports
+            self.stop()
+            raise
+        return self
+
+    def _start(self, identity):
+        import importlib
         self.server = ApiServer()
         apis = []
         for attribute, where in APIS:
@@ -142,7 +151,6 @@ class OpenStackAPI:
         identity.register("object-store", "swift", f"{store.url}/v1/AUTH_$(project_id)s",
                           "Object storage: lab.object_store")
         self.write_clouds_yaml()
-        return self
 
     def _node_for(self, name):
         """The node whose process serves API ``name`` (the controller of a multi-node layout), or None."""
