@@ -11,14 +11,18 @@ on it means the lab is gone, and the service ends too.  A pid cannot say that: i
 the node's PID namespace the lab's pid names no process.
 """
 
+import asyncio
+import http.client
 import os
 import signal
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .errors import InvalidInput
+from .errors import CloudlabError, InvalidInput, ResourceTimeout
 
 # the folder holding the cloudlab package: a node's process runs the code this process runs
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
@@ -48,6 +52,17 @@ def inherited_socket(fd):
         sock.detach()       # not ours to close: it is whatever the parent left at that number
         raise InvalidInput(f"--fd {fd} is not a listening TCP socket", fix=fix)
     return sock
+
+
+def inherited_sockets(fds):
+    """The listening sockets of ``--fd N`` options (:func:`inherited_socket` each).
+
+    Raises:
+        InvalidInput: one is named twice, or is no listening TCP socket.
+    """
+    if len(set(fds)) != len(fds):
+        raise InvalidInput(f"--fd names one socket twice: {fds}", fix="give each inherited socket once")
+    return [inherited_socket(fd) for fd in fds]
 
 
 def parent_pipe(fd):
@@ -88,7 +103,6 @@ async def until_stopped(parent_fd=None):
 
     For a service's ``asyncio`` main: start serving, ``await until_stopped(fd)``, clean up.
     """
-    import asyncio
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,10 +127,6 @@ def wait_answering(url, processes, what, log_tail, fix, timeout=30.0):
     Raises:
         CloudlabError: one of the processes exited.  ResourceTimeout: no answer within ``timeout`` s.
     """
-    import http.client
-    import time
-    from urllib.parse import urlsplit
-    from .errors import CloudlabError, ResourceTimeout
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout
     while True:

@@ -204,11 +204,15 @@ class OpenStackAPI:
             since: skip the first ``since`` entries (``len(api.journal)`` taken before a command).
             service: only this one's (``nova``, ``glance``, ``neutron``).
         """
-        for process in list(self.processes.values()):
-            self.journal.extend(process.new_entries())      # a node's API process writes a file
+        self._read_node_journals()
         # in the order they were served: a node's entries are read in later than they happened
         entries = sorted(list(self.journal)[since:], key=lambda e: e.get("at", 0))
         return [e for e in entries if service is None or e["service"] == service]
+
+    def _read_node_journals(self):
+        """Append to the journal what the APIs running as a node's process served since the last read."""
+        for process in list(self.processes.values()):
+            self.journal.extend(process.new_entries())      # each writes a file of its own
 
     def service_map(self):
         """OpenStack's services beside the lab's parts: ``[{project, type, does, lab, running, endpoint}]``.
@@ -394,7 +398,7 @@ class OpenStackAPI:
         """
         if len(args) == 1 and isinstance(args[0], str):
             args = tuple(args[0].split())
-        self.requests()          # reads in what the node's processes served so far
+        self._read_node_journals()      # what they served before the command is not its
         since = len(self.journal)
         result = self.cli("--timing", *args, cloud=cloud)
         client, output = [], []

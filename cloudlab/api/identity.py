@@ -48,7 +48,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import CloudlabError, Conflict, InvalidInput, MissingPrerequisite, NotFound
-from ..process import stop_process
+from ..process import Handover, stop_process
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "keystone-requirements.txt"
@@ -334,9 +334,9 @@ class Identity:
         self.projects_wanted = dict(DEFAULT_PROJECTS if projects is None else projects)
         self._proc = None
         self.node = None             # the controller node it runs on (multi-node layouts)
-        self._sock = None
-        self._watch = None           # the write end of the pipe Keystone watches (see keystone_gunicorn.py)
-        self._node_sock = None       # the socket on the controller node's addresses (multi-node layouts)
+        # its sockets (loopback; and the controller node's addresses in multi-node layouts) and the pipe
+        # it watches (see keystone_gunicorn.py): a process.Handover
+        self._handover = None
         self.port = None
         self.client = None
         self._credentials = {}       # user -> (password, project)
@@ -380,8 +380,8 @@ class Identity:
         _write_fernet_keys(state / "credential-keys")
         (state / "cloudlab_keystone_wsgi.py").write_text((HERE / "keystone_wsgi.py").read_text())
         try:
-            self._sock = socket.create_server(("127.0.0.1", 0))
-            self.port = self._sock.getsockname()[1]
+            self._handover = Handover([socket.create_server(("127.0.0.1", 0))])
+            self.port = self._handover.sockets[0].getsockname()[1]
             self.node = self._controller_node()
             if self.node is not None:
                 # a process of the controller node: it answers on the socket bound here (the machine's
@@ -389,7 +389,7 @@ class Identity:
                 # addresses, where the other nodes' services reach it.  gunicorn serves either inherited
                 # sockets or addresses it binds, never both: the node's socket is made here too, inside
                 # the node's namespace
-                self._node_sock = self.node.listen("0.0.0.0", NODE_PORT)
+                self._handover.sockets.append(self.node.listen("0.0.0.0", NODE_PORT))
             self._spawn(venv)
             self._wait_ready()
             self.client = KeystoneClient(self.url)
@@ -404,27 +404,22 @@ class Identity:
         state = self.state_dir
         env = _manage_env(state)
         # Keystone ends itself when the read end of this pipe sees end-of-file: when this process ends
-        if self._watch is not None:
-            os.close(self._watch)
-        watch, self._watch = os.pipe()
+        fds, watch = self._handover.socket_fds, self._handover.parent_fd
         env["CLOUDLAB_PARENT_FD"] = str(watch)
         # the owner mark `host leftovers` looks for: this process belongs to this lab host
         from ..host import state_dir as host_state_dir
         env["CLOUDLAB_OWNER"] = str(host_state_dir())
         args = [str(venv / "bin" / "gunicorn"), "--config", str(HERE / "keystone_gunicorn.py"),
-                "--bind", f"fd://{self._sock.fileno()}", "--chdir", str(state),
+                *(arg for fd in fds for arg in ("--bind", f"fd://{fd}")), "--chdir", str(state),
                 "--pid", str(state / "gunicorn.pid"), "--error-logfile", str(state / "gunicorn.log"),
                 "cloudlab_keystone_wsgi:application"]
         if self.node is None:
             with open(state / "gunicorn.out", "wb") as out:
                 self._proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                              stderr=subprocess.STDOUT, pass_fds=(self._sock.fileno(), watch),
+                                              stderr=subprocess.STDOUT, pass_fds=(*fds, watch),
                                               start_new_session=True)
         else:
-            args[-1:-1] = ["--bind", f"fd://{self._node_sock.fileno()}"]
-            self._proc = self.node.popen(args, state / "gunicorn.out", env=env,
-                                         pass_fds=(self._sock.fileno(), self._node_sock.fileno(), watch))
-        os.close(watch)
+            self._proc = self.node.popen(args, state / "gunicorn.out", env=env, pass_fds=(*fds, watch))
         (state / "keystone.pid").write_text(f"{self._proc.pid}\n")
 
     def resume(self):
@@ -435,7 +430,7 @@ class Identity:
         issued before stay valid (the same Fernet keys).
         """
         with self._lock:
-            if self.running or self._sock is None:
+            if self.running or self._handover is None:
                 return self
             self._spawn(_require_install())
             self._wait_ready()
@@ -499,13 +494,9 @@ class Identity:
             if self._proc is not None:
                 stop_process(self._proc, timeout=10)
                 self._proc = None
-            for sock in (self._sock, self._node_sock):
-                if sock is not None:
-                    sock.close()
-            self._sock = self._node_sock = None
-            if self._watch is not None:
-                os.close(self._watch)
-                self._watch = None
+            if self._handover is not None:
+                self._handover.close()
+                self._handover = None
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     @property

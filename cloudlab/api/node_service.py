@@ -35,7 +35,7 @@ import threading
 from pathlib import Path
 
 from ..errors import InvalidInput
-from ..process import (Handover, inherited_socket, package_env, parent_pipe, stop_process, until_stopped,
+from ..process import (Handover, inherited_sockets, package_env, parent_pipe, stop_process, until_stopped,
                        wait_answering)
 from .auth import KEYSTONE_PASSWORD_VARIABLE
 
@@ -264,9 +264,7 @@ def main(args):
     """Serve one API (``python -m cloudlab api-service NAME``) until SIGTERM, SIGINT or its parent's end."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if len(set(args.fd)) != len(args.fd):
-        raise InvalidInput(f"--fd names one socket twice: {args.fd}", fix="give each inherited socket once")
-    sockets = [inherited_socket(fd) for fd in args.fd]
+    sockets = inherited_sockets(args.fd)
     parent_fd = parent_pipe(args.parent_fd)
     if not os.path.isdir(args.lab_home):
         raise InvalidInput(f"--lab-home {args.lab_home} is not a folder", fix="give the lab's folder (lab.home)")

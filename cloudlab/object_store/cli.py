@@ -13,7 +13,7 @@ import sys
 
 from ..api.auth import KEYSTONE_PASSWORD_VARIABLE
 from ..errors import InvalidInput
-from ..process import inherited_socket, parent_pipe
+from ..process import inherited_sockets, parent_pipe
 from .auth import Users
 from .server import ObjectStoreServer
 
@@ -71,9 +71,7 @@ def _sockets(args):
     if args.host is not None or args.port is not None:
         raise InvalidInput("--fd serves sockets the process inherited: --host and --port do not apply",
                            fix="give either --fd N (repeatable) or --host/--port")
-    if len(set(args.fd)) != len(args.fd):
-        raise InvalidInput(f"--fd names one socket twice: {args.fd}", fix="give each inherited socket once")
-    return [inherited_socket(fd) for fd in args.fd]
+    return inherited_sockets(args.fd)
 
 
 def _address(args):
